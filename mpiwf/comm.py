@@ -1,0 +1,181 @@
+"""Transports: how rank 0 and the workers exchange messages.
+
+One small interface, three implementations:
+
+* :class:`MPIEndpoint` - mpi4py on a duplicated communicator (the real thing);
+* :class:`QueueHub` - threads and queues in one process (libEnsemble's ``QComm``
+  idea): master and worker logic are tested without mpiexec;
+* :class:`InlineEndpoint` - a 1-rank run: rank 0 runs the tasks itself.
+
+An endpoint's :meth:`poll` never blocks; waiting is done by :class:`Backoff`, which
+spins briefly then sleeps with exponential back-off (reset on traffic), so idle
+ranks on an oversubscribed node leave the cores to the ranks doing work.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import time
+from collections.abc import Callable
+from typing import Any
+
+Message = tuple[int, int, Any]  # (source, tag, payload)
+
+
+class Backoff:
+    """Polite waiting: poll for ``spin`` seconds, then sleep 2x longer each time up to
+    ``max_sleep``; :meth:`reset` on traffic.
+
+    ``time.sleep(1e-6)`` really sleeps ~60 us on Linux, so the first sleep is 50 us.
+    """
+
+    __slots__ = ("spin", "max_sleep", "_idle_since", "_delay")
+
+    def __init__(self, spin: float = 50e-6, max_sleep: float = 1e-3) -> None:
+        self.spin = spin
+        self.max_sleep = max_sleep
+        self._idle_since = 0.0
+        self._delay = 0.0
+
+    def reset(self) -> None:
+        """Traffic arrived: the next wait spins again."""
+        self._idle_since = 0.0
+        self._delay = 0.0
+
+    def wait(self) -> None:
+        """Called once per empty poll."""
+        now = time.perf_counter()
+        if self._idle_since == 0.0:
+            self._idle_since = now
+            return
+        if now - self._idle_since < self.spin:
+            return
+        self._delay = min(self.max_sleep, self._delay * 2 if self._delay else 50e-6)
+        time.sleep(self._delay)
+
+
+class Endpoint:
+    """Interface of a transport endpoint."""
+
+    rank: int = 0
+    size: int = 1
+
+    def send(self, dest: int, tag: int, obj: Any) -> None:
+        """Send without blocking on the receiver."""
+        raise NotImplementedError
+
+    def poll(self) -> Message | None:
+        """One waiting message, or ``None``; never blocks."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Complete every outstanding send."""
+
+    def close(self) -> None:
+        """Release the endpoint."""
+
+
+class MPIEndpoint(Endpoint):
+    """mpi4py transport on its own communicator (``Dup`` on entry, ``Free`` on close).
+
+    Sends are ``isend``; every request is kept until it completes (checked in
+    batches, so the hot path does not test each one). Receives use matched probes
+    (``improbe``), which are safe with many threads and pick any source.
+    """
+
+    def __init__(self, comm: Any) -> None:
+        from mpi4py import MPI
+
+        self.MPI = MPI
+        self.comm = comm.Dup()
+        self.rank = self.comm.Get_rank()
+        self.size = self.comm.Get_size()
+        self._reqs: list[Any] = []
+        self._status = MPI.Status()
+
+    def send(self, dest: int, tag: int, obj: Any) -> None:
+        self._reqs.append(self.comm.isend(obj, dest=dest, tag=tag))
+        if len(self._reqs) >= 256:
+            self._prune()
+
+    def _prune(self) -> None:
+        reqs = self._reqs
+        done = self.MPI.Request.Testsome(reqs)
+        if done:
+            keep = set(range(len(reqs))) - set(done)
+            self._reqs = [reqs[i] for i in sorted(keep)]
+
+    def poll(self) -> Message | None:
+        st = self._status
+        msg = self.comm.improbe(source=self.MPI.ANY_SOURCE, tag=self.MPI.ANY_TAG, status=st)
+        if msg is None:
+            return None
+        src, tag = st.Get_source(), st.Get_tag()
+        return (src, tag, msg.recv())
+
+    def flush(self) -> None:
+        if self._reqs:
+            self.MPI.Request.Waitall(self._reqs)
+            self._reqs = []
+
+    def pending_sends(self) -> int:
+        """Sends not yet known to be complete."""
+        if self._reqs:
+            self._prune()
+        return len(self._reqs)
+
+    def close(self) -> None:
+        self.flush()
+        if self.comm != self.MPI.COMM_NULL:
+            self.comm.Free()
+
+    def abort(self, code: int = 1) -> None:
+        """Abort the whole job (rank 0's last resort)."""
+        self.comm.Abort(code)
+
+
+class QueueHub:
+    """In-process twin of a communicator: endpoint ``k`` is "rank" ``k``."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.queues: list[queue.SimpleQueue[Message]] = [queue.SimpleQueue() for _ in range(size)]
+
+    def endpoint(self, rank: int) -> QueueEndpoint:
+        """The endpoint of ``rank``."""
+        return QueueEndpoint(self, rank)
+
+
+class QueueEndpoint(Endpoint):
+    """One rank of a :class:`QueueHub`."""
+
+    def __init__(self, hub: QueueHub, rank: int) -> None:
+        self.hub = hub
+        self.rank = rank
+        self.size = hub.size
+
+    def send(self, dest: int, tag: int, obj: Any) -> None:
+        self.hub.queues[dest].put((self.rank, tag, obj))
+
+    def poll(self) -> Message | None:
+        try:
+            return self.hub.queues[self.rank].get_nowait()
+        except queue.Empty:
+            return None
+
+
+class InlineEndpoint(Endpoint):
+    """Rank 0 of a 1-rank run: a message to "worker 0" is handled at once by
+    ``handler(tag, payload)``, whose replies come back through :meth:`poll`."""
+
+    def __init__(self, handler: Callable[[int, Any], list[tuple[int, Any]]]) -> None:
+        self.handler = handler
+        self.inbox: collections.deque[Message] = collections.deque()
+
+    def send(self, dest: int, tag: int, obj: Any) -> None:
+        for rtag, payload in self.handler(tag, obj):
+            self.inbox.append((0, rtag, payload))
+
+    def poll(self) -> Message | None:
+        return self.inbox.popleft() if self.inbox else None

@@ -1,0 +1,125 @@
+"""The one configuration object of a run, and the one reader of ``MPIWF_*`` variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import SpecError
+
+#: Environment variables read by :func:`from_env`, with the field they set.
+ENV_FIELDS = {
+    "MPIWF_MODE": "mode",
+    "MPIWF_PREFETCH": "prefetch",
+    "MPIWF_BATCH": "batch",
+    "MPIWF_POLL_SPIN": "poll_spin",
+    "MPIWF_POLL_MAX_SLEEP": "poll_max_sleep",
+    "MPIWF_TRACE_FLUSH": "trace_flush",
+    "MPIWF_RUNDIR": "rundir",
+    "MPIWF_LOG_LEVEL": "log_level",
+    "MPIWF_PROGRESS": "progress_interval",
+    "MPIWF_SHORT_TASK": "short_task",
+}
+
+
+def parse_mode(mode: str) -> tuple[str, int]:
+    """Split ``async``, ``sequential`` or ``doa=K`` into a name and a stage window.
+
+    Returns:
+        ``("async", 0)`` (no window), ``("sequential", 1)`` or ``("doa", K)``.
+
+    Raises:
+        SpecError: the mode is none of these.
+    """
+    m = mode.strip().lower()
+    if m in ("async", "asynchronous", "streaming"):
+        return "async", 0
+    if m in ("sequential", "seq", "stages"):
+        return "sequential", 1
+    if m.startswith("doa="):
+        try:
+            k = int(m[4:])
+        except ValueError:
+            raise SpecError("mode", f"doa=K needs a whole number K, got {mode!r}") from None
+        if k < 1:
+            raise SpecError("mode", f"doa=K needs K >= 1, got {k}")
+        return ("sequential", 1) if k == 1 else ("doa", k)
+    raise SpecError("mode", f"unknown mode {mode!r} (use async, sequential or doa=K)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Settings of one run; validated on creation.
+
+    Attributes:
+        mode: ``async``, ``sequential`` or ``doa=K``.
+        prefetch: tasks a worker may hold beyond the one it runs (short tasks only).
+        batch: most tasks sent to one worker in one message.
+        short_task: a set whose estimated duration is at most this (seconds) may be
+            prefetched and batched; longer tasks go only to idle workers.
+        poll_spin: seconds an idle loop polls before it starts to sleep.
+        poll_max_sleep: cap of the idle loop's exponential back-off, seconds.
+        trace_flush: seconds between trace flushes (rows are also flushed every 4096).
+        rundir: directory for per-task files and executables' output.
+        log_level: a :mod:`logging` level name.
+        progress_interval: seconds between progress lines (0 turns them off).
+        time_scale: factor applied to every ``sleep``/``spin`` duration and estimate.
+        validate: check the scheduler's invariants after every event (slow; tests).
+    """
+
+    mode: str = "async"
+    prefetch: int = 4
+    batch: int = 64
+    short_task: float = 0.05
+    poll_spin: float = 50e-6
+    poll_max_sleep: float = 1e-3
+    trace_flush: float = 1.0
+    rundir: str = "mpiwf-run"
+    log_level: str = "WARNING"
+    progress_interval: float = 10.0
+    time_scale: float = 1.0
+    validate: bool = False
+
+    def __post_init__(self) -> None:
+        parse_mode(self.mode)
+        if self.prefetch < 0:
+            raise SpecError("prefetch", f"must be >= 0, got {self.prefetch}")
+        if self.batch < 1:
+            raise SpecError("batch", f"must be >= 1, got {self.batch}")
+        for name in ("short_task", "poll_spin", "poll_max_sleep", "trace_flush",
+                     "progress_interval"):
+            if getattr(self, name) < 0:
+                raise SpecError(name, f"must be >= 0, got {getattr(self, name)}")
+        if not self.time_scale > 0:
+            raise SpecError("time_scale", f"must be > 0, got {self.time_scale}")
+
+    @property
+    def window(self) -> int:
+        """Stage window: 0 = unbounded (async), 1 = sequential, K = doa=K."""
+        return parse_mode(self.mode)[1]
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """Build a :class:`Config` from ``MPIWF_*`` variables, then apply ``overrides``.
+
+    Overrides whose value is ``None`` are ignored, so a CLI can pass every flag.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for var, name in ENV_FIELDS.items():
+        if var in env and env[var] != "":
+            default: Any = fields[name].default
+            try:
+                values[name] = env[var] if isinstance(default, str) else type(default)(env[var])
+            except ValueError:
+                raise SpecError(var, f"cannot read {env[var]!r} as {type(default).__name__}") \
+                    from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Config(**values)

@@ -1,0 +1,394 @@
+"""Rank 0: drive the scheduler in real time and move messages; nothing else.
+
+The loop: ask the scheduler for decisions, send each worker its tasks in one
+nonblocking message (set definitions go once per worker), take results as they
+come, turn them into scheduler events and trace rows, and wait politely when there
+is nothing to do. Completion callbacks may add task sets while the run goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .comm import Backoff, Endpoint
+from .config import Config
+from .errors import RunError
+from .protocol import STATUS_CANCELLED, STATUS_OK, STATUS_TIMEOUT, Tag, setdef
+from .resources import WorkerSpec
+from .scheduler import CANCELLED, DONE, FAILED, Scheduler
+from .workflow import DEP_ALL, DEP_ONE, Workflow
+
+log = logging.getLogger("mpiwf.master")
+
+STATUS_TIMEDOUT = 8  # trace status of an attempt that ran past its timeout
+
+
+@dataclasses.dataclass
+class TaskEvent:
+    """What a completion callback is told.
+
+    Attributes:
+        task: task id.
+        name: task name.
+        set: set name.
+        ok: it succeeded.
+        value: its return value (``None`` on failure).
+        error: ``(type, message, traceback, rank, host)`` on failure.
+        final: no retry follows.
+        time: rank 0's clock, seconds since the run started.
+    """
+
+    task: int
+    name: str
+    set: str
+    ok: bool
+    value: Any
+    error: Any
+    final: bool
+    time: float
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """The outcome of a run."""
+
+    makespan: float
+    tasks: int
+    done: int
+    failed: int
+    skipped: int
+    cancelled: int
+    wall: float
+    results: dict[int, Any]
+
+    @property
+    def ok(self) -> bool:
+        """Every task succeeded."""
+        return self.failed == 0 and self.skipped == 0 and self.cancelled == 0
+
+
+class _Grow:
+    """A float64 per-task array that grows with the workflow."""
+
+    def __init__(self, n: int) -> None:
+        self.a = np.full(max(n, 16), np.nan)
+
+    def ensure(self, n: int) -> None:
+        if n > len(self.a):
+            b = np.full(max(n, 2 * len(self.a)), np.nan)
+            b[:len(self.a)] = self.a
+            self.a = b
+
+
+class Master:
+    """The master of one run.
+
+    Args:
+        workflow: the validated workflow.
+        config: run settings.
+        endpoint: transport to the workers.
+        workers: the workers (their ranks are the endpoints' ranks).
+        trace: an open :class:`~mpiwf.trace.TraceWriter`, or ``None``.
+        start_time: epoch seconds the run's clock starts at.
+        callbacks: completion callbacks ``f(event: TaskEvent) -> None``.
+        clock_offsets: per worker, its clock minus rank 0's (seconds).
+    """
+
+    def __init__(self, workflow: Workflow, config: Config, endpoint: Endpoint,
+                 workers: Sequence[WorkerSpec], trace: Any = None,
+                 start_time: float | None = None,
+                 callbacks: Sequence[Callable[[TaskEvent], None]] = (),
+                 clock_offsets: Sequence[float] | None = None,
+                 skip_done: set[int] | None = None) -> None:
+        self.wf = workflow
+        self.cfg = config
+        self.ep = endpoint
+        self.workers = list(workers)
+        self.trace = trace
+        self.t0 = time.time() if start_time is None else start_time
+        self.callbacks = list(callbacks)
+        self.offsets = list(clock_offsets or [0.0] * len(self.workers))
+        self.sched = Scheduler(workflow, self.workers, window=config.window,
+                               prefetch=config.prefetch, short_task=config.short_task,
+                               validate=config.validate)
+        self.rank_of = [w.rank for w in self.workers]
+        self.w_of_rank = {w.rank: i for i, w in enumerate(self.workers)}
+        self.node_of = [w.node for w in self.workers]
+        self.sent_sets: list[set[int]] = [set() for _ in self.workers]
+        self.created = _Grow(workflow.ntasks)
+        self.created.a[:workflow.ntasks] = 0.0
+        self.dispatched = _Grow(workflow.ntasks)
+        self.results: dict[int, Any] = {}
+        self.keep: list[bool] = []
+        self.skip_done = skip_done or set()
+        self.backoff = Backoff(config.poll_spin, config.poll_max_sleep)
+        self.byes: dict[int, Any] = {}
+        self.stop_requested = False
+        self.stop_reason = ""
+        self._update_keep()
+
+    # ------------------------------------------------------------------ helpers
+    def _update_keep(self) -> None:
+        """Which sets' results must be kept (a child set wants them as inputs)."""
+        self.keep = [False] * len(self.wf.sets)
+        for a, b, _k in self.wf.set_deps:
+            if self.wf.sets[b].inputs:
+                self.keep[a] = True
+        for ta, tb in self.wf.task_edges:
+            if self.wf.set_of(tb).inputs:
+                self.keep[self.wf.set_of(ta).sid] = True
+
+    def _inputs(self, tid: int) -> list[Any]:
+        ts = self.wf.set_of(tid)
+        out: list[Any] = []
+        i = tid - ts.offset
+        for a, b, kind in self.wf.set_deps:
+            if b != ts.sid:
+                continue
+            pa = self.wf.sets[a]
+            if kind == DEP_ALL:
+                out.extend(self.results.get(t) for t in pa.task_ids())
+            elif kind == DEP_ONE:
+                out.append(self.results.get(pa.offset + i))
+        for ta, tb in self.wf.task_edges:
+            if tb == tid:
+                out.append(self.results.get(ta))
+        return out
+
+    def now(self) -> float:
+        """Rank 0's clock, seconds since the run started."""
+        return time.time() - self.t0
+
+    def request_stop(self, reason: str) -> None:
+        """Stop dispatching (signal, walltime); running tasks are drained."""
+        if not self.stop_requested:
+            self.stop_requested = True
+            self.stop_reason = reason
+            log.warning("stopping: %s", reason)
+
+    # ------------------------------------------------------------------ dispatch
+    def _dispatch(self) -> int:
+        decisions = self.sched.schedule()
+        if not decisions:
+            return 0
+        now = time.time()
+        disp = self.dispatched.a
+        per: dict[int, list[Any]] = {}
+        wf = self.wf
+        attempts = self.sched.attempts
+        for tid, gang in decisions:
+            disp[tid] = now
+            ts = wf.set_of(tid)
+            inputs = self._inputs(tid) if ts.inputs else None
+            ranks = tuple(self.rank_of[w] for w in gang) if ts.ranks > 1 else None
+            msg = (tid, attempts.get(tid, 0), ranks, inputs)
+            targets = gang if ranks is not None else gang[:1]
+            for w in targets:
+                lst = per.get(w)
+                if lst is None:
+                    per[w] = lst = []
+                lst.append((ts.sid, msg))
+        for w, items in per.items():
+            sent = self.sent_sets[w]
+            defs = []
+            for sid, _m in items:
+                if sid not in sent:
+                    sent.add(sid)
+                    defs.append(setdef(wf.sets[sid]))
+            self.ep.send(self.rank_of[w], Tag.TASKS, (defs, [m for _s, m in items]))
+        return len(decisions)
+
+    # ------------------------------------------------------------------ results
+    def _on_results(self, src: int, results: list[Any]) -> None:
+        now = time.time()
+        sched = self.sched
+        sched.now = now
+        t0 = self.t0
+        w_src = self.w_of_rank.get(src, 0)
+        off = self.offsets[w_src]
+        created, disp = self.created.a, self.dispatched.a
+        ready_at = sched.ready_at
+        wf = self.wf
+        add = self.trace.add if self.trace is not None else None
+        recv = now - t0
+        callbacks = self.callbacks
+        nsets = len(wf.sets)
+        for tid, attempt, status, started, dur, value, err in results:
+            gang = sched.running.get(tid)
+            if gang is None:
+                continue  # a late copy of a re-queued task: its new run counts
+            ts = wf.set_of(tid)
+            d = disp[tid] - t0
+            s = started - off - t0
+            if s < d:
+                s = d
+            e = s + dur
+            if e > recv:
+                e = recv
+                if s > e:
+                    s = e
+            if status == STATUS_OK:
+                code = DONE
+                sched.task_done(tid)
+                if self.keep[ts.sid] and value is not None:
+                    self.results[tid] = value
+                final = True
+            elif status == STATUS_CANCELLED:
+                code = CANCELLED
+                sched.cancel_running(tid)
+                final = True
+            else:
+                code = STATUS_TIMEDOUT if status == STATUS_TIMEOUT else FAILED
+                final = not sched.task_failed(tid)
+                if self.trace is not None and err is not None:
+                    self.trace.add_error(tid, attempt, err[3], err[4], err[0], err[1], err[2])
+                if err is not None:
+                    log.warning("task %s failed on rank %s (%s: %s)%s", wf.task_name(tid),
+                                err[3], err[0], err[1], "" if final else "; retrying")
+            if add is not None:
+                w = gang[0]
+                add((tid, ts.sid, tid - ts.offset, attempt, code, self.rank_of[w], len(gang),
+                     self.node_of[w], ts.cores, ts.gpus, created[tid], ready_at[tid] - t0, d,
+                     s, e, recv))
+            if callbacks:
+                ev = TaskEvent(tid, wf.task_name(tid), ts.name, code == DONE, value, err,
+                               final, recv)
+                for cb in callbacks:
+                    cb(ev)
+        if len(wf.sets) > nsets:
+            self._sets_added(nsets)
+
+    def _sets_added(self, nsets: int) -> None:
+        n = self.wf.ntasks
+        self.created.ensure(n)
+        self.dispatched.ensure(n)
+        first = self.wf.sets[nsets].offset
+        self.created.a[first:n] = self.now()
+        self.sched.tasks_added()
+        self._update_keep()
+        if self.trace is not None:
+            self.trace.sets_added()
+            self.trace.set_attr("ntasks", n)
+
+    def add_sets_now(self) -> None:
+        """Tell the run about sets added to the workflow outside a callback."""
+        nsets = len(self.sched.s_n)
+        if len(self.wf.sets) > nsets:
+            self._sets_added(nsets)
+
+    # ------------------------------------------------------------------ loop
+    def _progress(self, last: float, start: float) -> float:
+        now = time.monotonic()
+        iv = self.cfg.progress_interval
+        if not iv or now - last < iv:
+            return last
+        s = self.sched
+        total = s.ntasks
+        elapsed = now - start
+        rate = s.n_terminal / elapsed if elapsed > 0 else 0.0
+        eta = (total - s.n_terminal) / rate if rate > 0 else float("nan")
+        line = (f"mpiwf: {s.n_done}/{total} done, {s.n_running} running, {s.n_failed} failed, "
+                f"{elapsed:.0f}s elapsed, ETA {eta:.0f}s")
+        if sys.stderr.isatty():
+            sys.stderr.write("\r" + line + "   ")
+            sys.stderr.flush()
+        else:
+            log.info(line)
+        return now
+
+    def run(self) -> RunSummary:
+        """Run the workflow to the end (or to a requested stop)."""
+        sched = self.sched
+        ep = self.ep
+        backoff = self.backoff
+        trace = self.trace
+        start = time.monotonic()
+        last_progress = start
+        sched.now = time.time()
+        sched.start()
+        if self.skip_done:
+            self._skip_recorded()
+        while not sched.finished:
+            if self.stop_requested:
+                self._stop_dispatching()
+                if not sched.running:
+                    break
+            else:
+                self._dispatch()
+            msg = ep.poll()
+            if msg is None:
+                if not sched.running:
+                    if sched.finished:
+                        break
+                    if self._dispatch():
+                        continue
+                    if self.stop_requested:
+                        break
+                    raise RunError("stalled: tasks remain but none can run on the available "
+                                   f"workers ({sched.counts()})")
+                if trace is not None:
+                    trace.maybe_flush()
+                last_progress = self._progress(last_progress, start)
+                backoff.wait()
+                continue
+            backoff.reset()
+            src, tag, payload = msg
+            if tag == Tag.RESULTS:
+                self._on_results(src, payload)
+            elif tag == Tag.BYE:
+                self.byes[src] = payload
+            else:
+                raise RunError(f"unexpected message tag {tag} from rank {src}")
+        if trace is not None:
+            trace.flush()
+        if self.cfg.progress_interval and sys.stderr.isatty():
+            sys.stderr.write("\n")
+        return self.summary(time.monotonic() - start)
+
+    def _skip_recorded(self) -> None:
+        """Resume: tasks recorded done in an earlier run count as done now."""
+        n = self.sched.mark_done(self.skip_done)
+        log.info("resume: %d task(s) already done", n)
+
+    def _stop_dispatching(self) -> None:
+        if self.sched.n_ready or self.sched.n_terminal + self.sched.n_running \
+                < self.sched.ntasks:
+            self.sched.cancel_all()
+
+    def summary(self, wall: float) -> RunSummary:
+        """The run's summary (from the scheduler's counters)."""
+        s = self.sched
+        return RunSummary(makespan=wall, tasks=s.ntasks, done=s.n_done, failed=s.n_failed,
+                          skipped=s.n_skipped, cancelled=s.n_cancelled, wall=wall,
+                          results=self.results)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """STOP every worker and wait (bounded) for each BYE."""
+        ep = self.ep
+        for r in self.rank_of:
+            ep.send(r, Tag.STOP, None)
+        deadline = time.monotonic() + timeout
+        expect = {r for r in self.rank_of}
+        backoff = Backoff(self.cfg.poll_spin, self.cfg.poll_max_sleep)
+        while not expect.issubset(self.byes) and time.monotonic() < deadline:
+            msg = ep.poll()
+            if msg is None:
+                backoff.wait()
+                continue
+            backoff.reset()
+            src, tag, payload = msg
+            if tag == Tag.BYE:
+                self.byes[src] = payload
+            elif tag == Tag.RESULTS and self.trace is not None:
+                pass  # results of cancelled work after a stop: nothing to record
+        missing = sorted(expect - set(self.byes))
+        if missing:
+            log.warning("no goodbye from rank(s) %s within %.0f s", missing, timeout)
+        ep.flush()

@@ -1,0 +1,255 @@
+"""Start a run on every rank: discovery, validation, then master (rank 0) or worker.
+
+Every rank calls :func:`run` with the same arguments (as ``mpiexec -n N python -m
+mpiwf run ...`` does). Rank 0 loads and checks the workflow against the machine the
+workers found, tells every rank whether to go on, runs the master and writes the
+trace; the other ranks serve tasks. A 1-rank run executes the tasks on rank 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .comm import InlineEndpoint, MPIEndpoint
+from .config import Config
+from .errors import MpiwfError, RunError, SpecError
+from .master import Master, RunSummary, TaskEvent
+from .resources import WorkerSpec
+from .worker import Executor, Worker
+from .workflow import Workflow
+
+log = logging.getLogger("mpiwf.run")
+
+WorkflowSource = Workflow | Callable[[], Workflow]
+Layout = Callable[[list[dict[str, Any]]], list[WorkerSpec]]
+
+
+def default_layout(infos: list[dict[str, Any]]) -> list[WorkerSpec]:
+    """One core per worker rank, no GPUs; nodes numbered by host, in rank order.
+
+    ``infos`` holds one dict per rank (rank 0 first); with one rank, rank 0 itself
+    is the only worker.
+    """
+    nodes: dict[str, int] = {}
+    for inf in infos:
+        nodes.setdefault(inf["host"], len(nodes))
+    ranks = infos[1:] if len(infos) > 1 else infos
+    return [WorkerSpec(rank=i["rank"], node=nodes[i["host"]], host=i["host"],
+                       cores=int(i.get("cores", 1)), gpus=len(i.get("gpu_ids", ())),
+                       core_ids=tuple(i.get("core_ids", ())), gpu_ids=tuple(i.get("gpu_ids", ())),
+                       virtual_gpu=bool(i.get("virtual_gpu", False)))
+            for i in ranks]
+
+
+def _local_info(rank: int) -> dict[str, Any]:
+    try:
+        from mpi4py import MPI
+
+        host = MPI.Get_processor_name()
+    except Exception:  # pragma: no cover
+        host = socket.gethostname()
+    return {"rank": rank, "host": host, "pid": os.getpid(), "cores": 1, "gpu_ids": (),
+            "core_ids": (), "virtual_gpu": False}
+
+
+def mpi_versions() -> dict[str, str]:
+    """mpi4py and MPI library versions (imports mpi4py)."""
+    import mpi4py
+    from mpi4py import MPI
+
+    lib = MPI.Get_library_version().strip().splitlines()[0]
+    return {"mpi4py": mpi4py.__version__, "mpi_library": lib,
+            "mpi_standard": ".".join(map(str, MPI.Get_version()))}
+
+
+def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: str | None = None,
+        comm: Any = None, layout: Layout | None = None,
+        callbacks: Sequence[Callable[[TaskEvent], None]] = (), resume: str | None = None,
+        attrs: dict[str, Any] | None = None,
+        on_master: Callable[[Master], None] | None = None) -> RunSummary | None:
+    """Run a workflow on every rank of ``comm`` (default ``COMM_WORLD``).
+
+    Args:
+        workflow: the workflow, or a function that builds it (called on rank 0 only,
+            so a spec is read once and its errors are reported once).
+        config: run settings (default :class:`Config`).
+        trace_path: HDF5 trace to write (``None``: no trace).
+        comm: the communicator (it is duplicated; the original is untouched).
+        layout: maps the ranks' discovery dicts to :class:`WorkerSpec`
+            (default :func:`default_layout`).
+        callbacks: completion callbacks on rank 0 (they may add sets).
+        resume: a trace whose tasks recorded done are not run again; the new run is
+            appended to it when it is also ``trace_path``.
+        attrs: extra run attributes for the trace.
+        on_master: called with the :class:`Master` before its loop starts (rank 0).
+
+    Returns:
+        The :class:`RunSummary` on rank 0, ``None`` on the other ranks.
+
+    Raises:
+        SpecError: the workflow does not fit the machine (on every rank, so all of
+            them can exit cleanly).
+        RunError: the run could not go on.
+    """
+    from mpi4py import MPI
+
+    cfg = config or Config()
+    comm = MPI.COMM_WORLD if comm is None else comm
+    ep = MPIEndpoint(comm)
+    rank, size = ep.rank, ep.size
+    info = _local_info(rank)
+    infos = ep.comm.gather(info, root=0)
+    # clock offsets: each rank's clock minus rank 0's (latency is microseconds)
+    t_master = ep.comm.bcast(time.time() if rank == 0 else None, root=0)
+    skews = ep.comm.gather(time.time() - t_master, root=0)
+    state: Any = None
+    master: Master | None = None
+    trace = None
+    if rank == 0:
+        try:
+            wf = workflow() if callable(workflow) and not isinstance(workflow, Workflow) \
+                else workflow
+            assert isinstance(wf, Workflow)
+            workers = (layout or default_layout)(infos)
+            from .resources import capacity
+
+            wf.validate(capacity(workers))
+            os.makedirs(cfg.rundir, exist_ok=True)
+            skip: set[int] = set()
+            if resume:
+                from .trace import done_tasks
+
+                skip = done_tasks(resume)
+            offsets = [0.0 if w.host == infos[0]["host"] else float(skews[w.rank])
+                       for w in workers]
+            t0 = time.time()
+            if trace_path:
+                from .trace import TraceWriter, versions
+
+                run_attrs = {"mode": cfg.mode, "command": " ".join(sys.argv), "ranks": size,
+                             "simulated": False, "host": infos[0]["host"],
+                             "config": cfg.__dict__, "rundir": os.path.abspath(cfg.rundir),
+                             **versions(), **mpi_versions(), **(attrs or {})}
+                if resume:
+                    run_attrs["resumed_from"] = os.path.abspath(resume)
+                    run_attrs["resumed_done"] = len(skip)
+                extra = [{"pid": infos[w.rank]["pid"], "clock_offset": offsets[i]}
+                         for i, w in enumerate(workers)]
+                trace = TraceWriter(trace_path, wf, workers, run_attrs, start_time=t0,
+                                    append=bool(resume and os.path.abspath(resume)
+                                                == os.path.abspath(trace_path)),
+                                    flush_interval=cfg.trace_flush, worker_extra=extra)
+            state = ("ok", None)
+        except MpiwfError as exc:
+            state = ("error", exc)
+        except Exception as exc:  # a bug: report it on every rank, never hang
+            state = ("error", RunError(f"{type(exc).__name__}: {exc}"))
+    if size > 1:
+        verdict = ep.comm.bcast(state if rank == 0 else None, root=0)
+        if rank != 0:
+            state = verdict
+    if state[0] == "error":
+        ep.close()
+        raise state[1]
+    if rank != 0:
+        ex = Executor(rank, cfg.rundir, comm_factory=_gang_comm_factory(ep))
+        Worker(ep, ex, backoff=_backoff(cfg)).run()
+        ep.close()
+        return None
+    if size == 1:
+        ex0 = Executor(0, cfg.rundir, comm_factory=None)
+        endpoint: Any = InlineEndpoint(ex0.handle_inline)
+    else:
+        endpoint = ep
+    master = Master(wf, cfg, endpoint, workers, trace, start_time=t0, callbacks=callbacks,
+                    clock_offsets=offsets, skip_done=skip)
+    if on_master is not None:
+        on_master(master)
+    old = _install_signals(master)
+    try:
+        summary = master.run()
+    except BaseException as exc:
+        # flush what finished, then take the job down: never a silent hang
+        if trace is not None:
+            try:
+                trace.close(complete=False, error=f"{type(exc).__name__}: {exc}")
+            except Exception:  # pragma: no cover - best effort
+                pass
+        if size > 1 and not isinstance(exc, (KeyboardInterrupt,)):
+            sys.stderr.write(f"mpiwf: error on rank 0: {type(exc).__name__}: {exc}\n")
+            sys.stderr.flush()
+            ep.abort(1)
+        raise
+    finally:
+        _restore_signals(old)
+    master.shutdown()
+    if trace is not None:
+        trace.close(complete=not master.stop_requested, makespan=_makespan(trace),
+                    done=summary.done, failed=summary.failed, skipped=summary.skipped,
+                    cancelled=summary.cancelled, stop_reason=master.stop_reason)
+    if size > 1:
+        ep.close()
+    return summary
+
+
+def _makespan(trace: Any) -> float:
+    import numpy as np
+
+    t = trace.tasks
+    if t.shape[0] == 0:
+        return 0.0
+    ended = t["ended"]
+    started = t["started"]
+    return float(np.max(ended) - np.min(started))
+
+
+def _backoff(cfg: Config) -> Any:
+    from .comm import Backoff
+
+    return Backoff(cfg.poll_spin, cfg.poll_max_sleep)
+
+
+def _gang_comm_factory(ep: MPIEndpoint) -> Callable[[Sequence[int]], Any]:
+    """Sub-communicator over a multi-rank task's gang (``Create_group``: collective
+    over the gang's ranks only, so other workers keep running)."""
+    def make(ranks: Sequence[int]) -> Any:
+        grp = ep.comm.Get_group().Incl(list(ranks))
+        try:
+            return ep.comm.Create_group(grp, tag=ranks[0])
+        finally:
+            grp.Free()
+    return make
+
+
+def _install_signals(master: Master) -> dict[int, Any]:
+    old: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        master.request_stop(f"received {signal.Signals(signum).name}")
+
+    for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None)):
+        if sig is None:
+            continue
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+    return old
+
+
+def _restore_signals(old: dict[int, Any]) -> None:
+    for sig, h in old.items():
+        try:
+            signal.signal(sig, h)
+        except (ValueError, OSError):  # pragma: no cover
+            pass
+
+
+__all__ = ["SpecError", "default_layout", "run"]

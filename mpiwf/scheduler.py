@@ -1,0 +1,885 @@
+"""The asynchronicity scheduler: a pure state machine (no MPI, no clock).
+
+Events in (:meth:`Scheduler.task_done`, :meth:`~Scheduler.task_failed`,
+:meth:`~Scheduler.worker_lost`, :meth:`~Scheduler.tasks_added`), decisions out
+(:meth:`Scheduler.schedule` returns ``(task, gang)`` pairs). The master drives it in
+real time and the simulator on a virtual clock; both set :attr:`Scheduler.now`
+before an event so the scheduler can stamp when tasks became ready.
+
+Policy:
+
+* **Asynchronicity** is the stage *window*: 0 = async (only dependencies
+  constrain), 1 = sequential (a stage starts when the previous one has wholly
+  finished), K = at most K consecutive stages in flight (``doa=K``).
+* **Order**: ready work is taken by critical-path priority (the set's duration plus
+  the longest chain of durations after it), first-ready first among equals. A task
+  that cannot be placed yet does not block smaller ones that can (backfilling
+  without reservation).
+* **Placement**: a task's gang is found on one node: GPU workers for its GPUs, then
+  CPU-only workers for its cores, then the cores of GPU workers if still short
+  (CPU work prefers CPU-only workers, so GPUs stay free for GPU work). *Short* tasks
+  (one worker, estimate <= ``short_task``) may be prefetched: a worker holds up to
+  ``1 + prefetch`` of them.
+
+Every event's cost is independent of the DAG size: dependencies are counted per set
+(``all``) or per task (``one`` and task edges), ready work is kept as id ranges per
+set in a heap per request class, and the resource ledger is kept per node.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import RunError
+from .resources import WorkerSpec
+from .workflow import DEP_ALL, DEP_ONE, Workflow
+
+# Task states (one byte each).
+PENDING, READY, DISPATCHED, RUNNING, DONE, FAILED, SKIPPED, CANCELLED = range(8)
+STATE_NAMES = ("pending", "ready", "dispatched", "running", "done", "failed", "skipped",
+               "cancelled")
+TERMINAL = frozenset((DONE, FAILED, SKIPPED, CANCELLED))
+
+#: The only legal task-state transitions.
+TRANSITIONS: frozenset[tuple[int, int]] = frozenset({
+    (PENDING, READY), (PENDING, SKIPPED), (PENDING, CANCELLED),
+    (READY, DISPATCHED), (READY, CANCELLED),
+    (DISPATCHED, RUNNING), (DISPATCHED, READY), (DISPATCHED, CANCELLED),
+    (RUNNING, DONE), (RUNNING, FAILED), (RUNNING, READY), (RUNNING, CANCELLED),
+})
+_ALLOWED = [[(a, b) in TRANSITIONS for b in range(8)] for a in range(8)]
+
+
+class TransitionError(RunError):
+    """An illegal task-state transition (a bug in the driver or the scheduler)."""
+
+
+class Scheduler:
+    """Ready queues, resource ledger and policy for one workflow on one set of workers.
+
+    Args:
+        workflow: the (validated) workflow; sets may be added later, see
+            :meth:`tasks_added`.
+        workers: the workers; decisions name them by index in this sequence.
+        window: 0 async, 1 sequential, K for ``doa=K``.
+        prefetch: extra short tasks a busy worker may hold.
+        short_task: estimate (s) up to which a one-worker task is *short*.
+        validate: check every invariant after every event (slow; tests).
+
+    Attributes:
+        now: the driver's clock, stamped into :attr:`ready_at`.
+        ready_at: per task, the time it became ready (NaN before).
+    """
+
+    def __init__(self, workflow: Workflow, workers: Sequence[WorkerSpec], window: int = 0,
+                 prefetch: int = 0, short_task: float = 0.0, validate: bool = False) -> None:
+        if window < 0:
+            raise ValueError("window must be >= 0")
+        if not workers:
+            raise RunError("no workers to schedule on")
+        self.wf = workflow
+        self.workers = list(workers)
+        self.window = window
+        self.prefetch = prefetch
+        self.cap = 1 + prefetch
+        self.short_task = short_task
+        self.validate = validate
+        self.now = 0.0
+        # ---- per task
+        self.state = bytearray()
+        self.npend: list[int] = []
+        self.ready_at = np.empty(0)
+        self.attempts: dict[int, int] = {}
+        self.running: dict[int, tuple[int, ...]] = {}
+        # ---- per set
+        self.s_n: list[int] = []
+        self.s_off: list[int] = []
+        self.s_stage: list[int] = []
+        self.s_prio: list[float] = []
+        self.s_cls: list[int] = []
+        self.s_wait: list[int] = []     # unfinished all-to-all parent sets
+        self.s_left: list[int] = []     # non-terminal tasks
+        self.s_taskdeps: list[bool] = []
+        self.s_dead: list[bool] = []    # a task failed: all-to-all children are skipped
+        self.s_queued: list[bool] = []
+        self.s_ready: list[deque[list[int]]] = []
+        self.s_children_all: list[list[int]] = []
+        self.s_children_one: list[list[int]] = []
+        self.s_retries: list[int] = []
+        self.edge_children: dict[int, list[int]] = {}
+        # ---- request classes: (ranks, cores, gpus, short) -> index
+        self.cls_key: list[tuple[int, int, int, bool]] = []
+        self.cls_index: dict[tuple[int, int, int, bool], int] = {}
+        self.cls_heap: list[list[tuple[float, int, int]]] = []
+        self.seq = 0
+        # ---- stages
+        self.stage_left: list[int] = []
+        self.stage_lo = 0
+        self.held: dict[int, list[tuple[int, int, int]]] = {}
+        # ---- ledger
+        nodes = sorted({w.node for w in self.workers})
+        self.node_ids = nodes
+        nidx = {nd: i for i, nd in enumerate(nodes)}
+        self.w_node = [nidx[w.node] for w in self.workers]
+        self.w_cores = [w.cores for w in self.workers]
+        self.w_gpus = [w.gpus for w in self.workers]
+        self.w_kind = [1 if w.gpus else 0 for w in self.workers]
+        self.load = [0] * len(self.workers)
+        self.short_mode = [False] * len(self.workers)
+        self.lost = [False] * len(self.workers)
+        nn = len(nodes)
+        self.idle_cpu: list[list[int]] = [[] for _ in range(nn)]
+        self.idle_gpu: list[list[int]] = [[] for _ in range(nn)]
+        self.free_cores = [0] * nn
+        self.free_gpus = [0] * nn
+        self.free_count = [0] * nn
+        self.idle_nodes: dict[int, None] = {}
+        self.room: list[dict[int, None]] = [{}, {}]
+        for w in reversed(range(len(self.workers))):
+            self._to_idle(w)
+        self.max_single = (max(self.w_cores), max(self.w_gpus))
+        # ---- counters
+        self.ntasks = 0
+        self.n_ready = 0
+        self.n_terminal = 0
+        self.n_done = 0
+        self.n_failed = 0
+        self.n_skipped = 0
+        self.n_cancelled = 0
+        self._edges_seen = 0
+        self._started = False
+        self._add_sets(range(len(workflow.sets)))
+
+    # ================================================================== helpers
+    def _to_idle(self, w: int) -> None:
+        nd = self.w_node[w]
+        (self.idle_gpu if self.w_gpus[w] else self.idle_cpu)[nd].append(w)
+        self.free_cores[nd] += self.w_cores[w]
+        self.free_gpus[nd] += self.w_gpus[w]
+        self.free_count[nd] += 1
+        if self.free_count[nd] == 1:
+            self.idle_nodes[nd] = None
+
+    def _take_idle(self, w: int) -> None:
+        nd = self.w_node[w]
+        self.free_cores[nd] -= self.w_cores[w]
+        self.free_gpus[nd] -= self.w_gpus[w]
+        self.free_count[nd] -= 1
+        if self.free_count[nd] == 0:
+            del self.idle_nodes[nd]
+
+    def _class_of(self, ts: Any) -> int:
+        r, c, g = ts.ranks, ts.cores, ts.gpus
+        short = (self.prefetch > 0 and r == 1 and ts.duration <= self.short_task
+                 and any(wc >= c and wg >= g for wc, wg in zip(self.w_cores, self.w_gpus)))
+        key = (r, c, g, short)
+        k = self.cls_index.get(key)
+        if k is None:
+            k = len(self.cls_key)
+            self.cls_index[key] = k
+            self.cls_key.append(key)
+            self.cls_heap.append([])
+        return k
+
+    def _set_state(self, tid: int, new: int) -> None:
+        old = self.state[tid]
+        if not _ALLOWED[old][new]:
+            raise TransitionError(
+                f"task {self.wf.task_name(tid)} (id {tid}): illegal transition "
+                f"{STATE_NAMES[old]} -> {STATE_NAMES[new]} (attempt {self.attempts.get(tid, 0)})")
+        self.state[tid] = new
+
+    # ================================================================== structure
+    def _add_sets(self, sids: Iterable[int]) -> None:
+        wf = self.wf
+        new = list(sids)
+        if not new:
+            return
+        stages = wf.stages()
+        prio = wf.bottom_levels()
+        first_tid = self.ntasks
+        for sid in new:
+            ts = wf.sets[sid]
+            st = max(stages[sid], self.stage_lo) if self._started else stages[sid]
+            self.s_n.append(ts.n)
+            self.s_off.append(ts.offset)
+            self.s_stage.append(st)
+            self.s_prio.append(prio[sid])
+            self.s_cls.append(self._class_of(ts))
+            self.s_wait.append(0)
+            self.s_left.append(ts.n)
+            self.s_taskdeps.append(False)
+            self.s_dead.append(False)
+            self.s_queued.append(False)
+            self.s_ready.append(deque())
+            self.s_children_all.append([])
+            self.s_children_one.append([])
+            self.s_retries.append(ts.retries)
+            while len(self.stage_left) <= st:
+                self.stage_left.append(0)
+            self.stage_left[st] += ts.n
+            self.ntasks += ts.n
+        # priorities of existing sets may change when sets are added
+        for sid in range(len(self.s_prio)):
+            self.s_prio[sid] = prio[sid]
+        total = self.ntasks
+        self.state.extend(bytes(total - first_tid))
+        self.npend.extend([0] * (total - first_tid))
+        if len(self.ready_at) < total:
+            grown = np.full(max(total, 2 * len(self.ready_at)), np.nan)
+            grown[:len(self.ready_at)] = self.ready_at
+            self.ready_at = grown
+        newset = set(new)
+        dead_new: list[int] = []
+        for a, b, kind in wf.set_deps:
+            if b not in newset:
+                continue
+            if kind == DEP_ALL:
+                self.s_children_all[a].append(b)
+                if self.s_dead[a]:
+                    dead_new.append(b)
+                elif self.s_left[a] > 0:
+                    self.s_wait[b] += 1
+            else:
+                self.s_children_one[a].append(b)
+                self.s_taskdeps[b] = True
+                oa, ob = self.s_off[a], self.s_off[b]
+                for i in range(self.s_n[b]):
+                    st_a = self.state[oa + i]
+                    if st_a != DONE:
+                        self.npend[ob + i] += 1
+        for ta, tb in wf.task_edges[self._edges_seen:]:
+            self.edge_children.setdefault(ta, []).append(tb)
+            self.s_taskdeps[wf.set_of(tb).sid] = True
+            if self.state[ta] != DONE:
+                self.npend[tb] += 1
+        self._edges_seen = len(wf.task_edges)
+        if self._started:
+            self._release_new(new, dead_new)
+
+    def _release_new(self, new: list[int], dead_new: list[int]) -> None:
+        for sid in dead_new:
+            self._skip_set(sid)
+        # one-to-one parents or edges that already failed
+        for sid in new:
+            if self.s_dead[sid]:
+                continue
+            for a, b, kind in self.wf.set_deps:
+                if b == sid and kind == DEP_ONE:
+                    oa, ob = self.s_off[a], self.s_off[b]
+                    for i in range(self.s_n[b]):
+                        if self.state[oa + i] in (FAILED, SKIPPED, CANCELLED) \
+                                and self.state[ob + i] == PENDING:
+                            self._skip_task(ob + i)
+        for sid in new:
+            if not self.s_dead[sid] and self.s_wait[sid] == 0:
+                self._release_set(sid)
+        self._advance_stages()
+
+    # ================================================================== events
+    def start(self) -> None:
+        """Make the source tasks ready; call once before the first :meth:`schedule`."""
+        if self._started:
+            return
+        self._started = True
+        for sid in range(len(self.s_n)):
+            if self.s_wait[sid] == 0:
+                self._release_set(sid)
+        self._advance_stages()
+        self._check()
+
+    def tasks_added(self, sids: Iterable[int] | None = None) -> None:
+        """Take sets added to the workflow since the last call (adaptive workflows).
+
+        Args:
+            sids: the new set ids; by default every set the scheduler has not seen.
+        """
+        if sids is None:
+            sids = range(len(self.s_n), len(self.wf.sets))
+        sids = [s for s in sids if s >= len(self.s_n)]
+        if sids and sids != list(range(len(self.s_n), len(self.s_n) + len(sids))):
+            raise ValueError("sets must be added in order")
+        if not sids and len(self.wf.task_edges) > self._edges_seen:
+            raise ValueError("task edges can only be added together with their sets")
+        self._add_sets(sids)
+        self._check()
+
+    def schedule(self) -> list[tuple[int, tuple[int, ...]]]:
+        """Place as much ready work as the free workers allow.
+
+        Returns:
+            ``(task id, gang)`` pairs; ``gang[0]`` is the leader that runs the task,
+            the others are held for it. Each task is now ``dispatched``.
+        """
+        out: list[tuple[int, tuple[int, ...]]] = []
+        if not self.n_ready:
+            return out
+        heaps = self.cls_heap
+        blocked: set[int] = set()
+        while self.n_ready:
+            best = -1
+            bkey: tuple[float, int, int] | None = None
+            for c, h in enumerate(heaps):
+                if h and c not in blocked and (bkey is None or h[0] < bkey) and self._fits(c):
+                    best, bkey = c, h[0]
+            if best < 0 or bkey is None:
+                break
+            sid = bkey[2]
+            rq = self.s_ready[sid]
+            short = self.cls_key[best][3]
+            while rq:
+                gang = self._place_short(best) if short else self._place(best)
+                if gang is None:
+                    blocked.add(best)
+                    break
+                rng = rq[0]
+                tid = rng[0]
+                rng[0] = tid + 1
+                if rng[0] == rng[1]:
+                    rq.popleft()
+                self._set_state(tid, DISPATCHED)
+                self.running[tid] = gang
+                out.append((tid, gang))
+                self.n_ready -= 1
+            if not rq:
+                heapq.heappop(heaps[best])
+                self.s_queued[sid] = False
+        self._check()
+        return out
+
+    def task_started(self, tid: int) -> None:
+        """The worker began the task (optional; :meth:`task_done` implies it)."""
+        if self.state[tid] == DISPATCHED:
+            self._set_state(tid, RUNNING)
+
+    def task_done(self, tid: int) -> None:
+        """The task ended successfully: free its gang and release its dependents."""
+        if self.state[tid] == DISPATCHED:
+            self._set_state(tid, RUNNING)
+        self._set_state(tid, DONE)
+        self._free(tid)
+        self.n_done += 1
+        sid = self._sid(tid)
+        for c in self.s_children_one[sid]:
+            ct = self.s_off[c] + (tid - self.s_off[sid])
+            self.npend[ct] -= 1
+            if self.npend[ct] == 0 and self.s_wait[c] == 0 and self.state[ct] == PENDING:
+                self._eligible(c, ct, ct + 1)
+        kids = self.edge_children.get(tid)
+        if kids:
+            for ct in kids:
+                self.npend[ct] -= 1
+                c = self._sid(ct)
+                if self.npend[ct] == 0 and self.s_wait[c] == 0 and self.state[ct] == PENDING:
+                    self._eligible(c, ct, ct + 1)
+        self._terminal(sid)
+        self._check()
+
+    def task_failed(self, tid: int) -> bool:
+        """The task raised, timed out or was lost for good.
+
+        Returns:
+            ``True`` if it was queued again (its set has retries left), ``False`` if
+            it failed for good (its dependents are then skipped).
+        """
+        if self.state[tid] == DISPATCHED:
+            self._set_state(tid, RUNNING)
+        self._free(tid)
+        sid = self._sid(tid)
+        att = self.attempts.get(tid, 0)
+        if att < self.s_retries[sid]:
+            self.attempts[tid] = att + 1
+            self._set_state(tid, READY)
+            self._push_ready(sid, tid, tid + 1, stamp=True)
+            self._check()
+            return True
+        self._set_state(tid, FAILED)
+        self.n_failed += 1
+        self._fail_dependents(tid, sid)
+        self._terminal(sid)
+        self._check()
+        return False
+
+    def requeue(self, tid: int) -> None:
+        """Put a dispatched or running task back in the ready queue (its worker was
+        lost); the attempt counter is not charged."""
+        self._free(tid)
+        self._set_state(tid, READY)
+        self._push_ready(self._sid(tid), tid, tid + 1, stamp=True)
+        self._check()
+
+    def worker_lost(self, w: int) -> list[int]:
+        """Remove worker ``w`` for good; its tasks go back to the ready queue.
+
+        Returns:
+            The ids of the re-queued tasks.
+        """
+        if self.lost[w]:
+            return []
+        hit = [t for t, g in self.running.items() if w in g]
+        for t in hit:
+            self.requeue(t)
+        self.lost[w] = True
+        nd = self.w_node[w]
+        lst = (self.idle_gpu if self.w_gpus[w] else self.idle_cpu)[nd]
+        if w in lst:
+            lst.remove(w)
+            self._take_idle(w)
+        self.room[self.w_kind[w]].pop(w, None)
+        self._check()
+        return hit
+
+    def unplaceable(self) -> list[int]:
+        """Sets with unfinished tasks that no node of the remaining workers can hold."""
+        cap: dict[int, list[int]] = {}
+        for w in range(len(self.workers)):
+            if not self.lost[w]:
+                tot = cap.setdefault(self.w_node[w], [0, 0, 0])
+                tot[0] += 1
+                tot[1] += self.w_cores[w]
+                tot[2] += self.w_gpus[w]
+        out = []
+        for sid in range(len(self.s_n)):
+            if self.s_left[sid] == 0:
+                continue
+            r, c, g, _ = self.cls_key[self.s_cls[sid]]
+            if not any(a >= r and b >= c and d >= g for a, b, d in cap.values()):
+                out.append(sid)
+        return out
+
+    def fail_set(self, sid: int) -> list[int]:
+        """Give up on the pending and ready tasks of a set (e.g. it cannot be placed
+        any more): they are cancelled and their dependents skipped.
+
+        Returns:
+            The cancelled task ids.
+        """
+        out = []
+        for tid in range(self.s_off[sid], self.s_off[sid] + self.s_n[sid]):
+            st = self.state[tid]
+            if st in (PENDING, READY):
+                if st == READY:
+                    self._unready(sid, tid)
+                self._set_state(tid, CANCELLED)
+                self.n_cancelled += 1
+                out.append(tid)
+                self._fail_dependents(tid, sid)
+                self._terminal(sid)
+        self._check()
+        return out
+
+    def cancel_all(self) -> list[int]:
+        """Cancel every pending and ready task (stop dispatching); running ones are
+        left to the driver.
+
+        Returns:
+            The cancelled task ids.
+        """
+        out = []
+        for sid in range(len(self.s_n)):
+            rq = self.s_ready[sid]
+            rq.clear()
+            self.s_queued[sid] = False
+        for h in self.cls_heap:
+            h.clear()
+        self.n_ready = 0
+        self.held.clear()
+        for tid in range(self.ntasks):
+            if self.state[tid] in (PENDING, READY):
+                self.state[tid] = CANCELLED
+                self.n_cancelled += 1
+                out.append(tid)
+                sid = self._sid(tid)
+                self.s_left[sid] -= 1
+                self.stage_left[self.s_stage[sid]] -= 1
+                self.n_terminal += 1
+        self._check()
+        return out
+
+    def mark_done(self, tids: Iterable[int]) -> int:
+        """Count tasks as done without running them (resuming from a trace); each is
+        taken when it becomes ready, so dependents are released in order.
+
+        Returns:
+            How many were marked.
+        """
+        todo = sorted(t for t in set(tids) if 0 <= t < self.ntasks)
+        marked = 0
+        while todo:
+            rest = []
+            for tid in todo:
+                if self.state[tid] == READY:
+                    self._unready(self._sid(tid), tid)
+                    self._set_state(tid, DISPATCHED)
+                    self.running[tid] = ()
+                    self.task_done(tid)
+                    marked += 1
+                elif self.state[tid] == PENDING:
+                    rest.append(tid)
+            if len(rest) == len(todo):
+                break
+            todo = rest
+        return marked
+
+    def cancel_running(self, tid: int) -> None:
+        """Record a dispatched or running task as cancelled (e.g. on shutdown)."""
+        self._free(tid)
+        self._set_state(tid, CANCELLED)
+        self.n_cancelled += 1
+        self._terminal(self._sid(tid))
+
+    # ================================================================== queries
+    @property
+    def finished(self) -> bool:
+        """Every task is done, failed, skipped or cancelled."""
+        return self.n_terminal == self.ntasks
+
+    @property
+    def n_running(self) -> int:
+        """Tasks dispatched or running."""
+        return len(self.running)
+
+    def stalled(self) -> bool:
+        """Nothing runs and nothing can be dispatched, yet tasks remain (a bug, or a
+        machine that lost the workers some task needs)."""
+        return not self.finished and not self.running and not self.schedule_possible()
+
+    def schedule_possible(self) -> bool:
+        """Some ready task fits the free workers now."""
+        return any(h and self._fits(c) for c, h in enumerate(self.cls_heap))
+
+    def set_of(self, tid: int) -> int:
+        """Set id of a task."""
+        return self._sid(tid)
+
+    def counts(self) -> dict[str, int]:
+        """Number of tasks in each state."""
+        arr = np.frombuffer(bytes(self.state), dtype=np.uint8)
+        bc = np.bincount(arr, minlength=8)
+        return {STATE_NAMES[i]: int(bc[i]) for i in range(8)}
+
+    # ================================================================== internals
+    def _sid(self, tid: int) -> int:
+        return self.wf.set_of(tid).sid
+
+    def _free(self, tid: int) -> None:
+        gang = self.running.pop(tid, None)
+        if gang is None:
+            raise TransitionError(f"task {self.wf.task_name(tid)} (id {tid}) is not running")
+        cap = self.cap
+        for w in gang:
+            if self.lost[w]:
+                continue
+            ld = self.load[w] - 1
+            self.load[w] = ld
+            if ld == 0:
+                if self.short_mode[w]:
+                    self.short_mode[w] = False
+                    self.room[self.w_kind[w]].pop(w, None)
+                self._to_idle(w)
+            elif self.short_mode[w] and ld < cap:
+                self.room[self.w_kind[w]][w] = None
+
+    def _fits(self, c: int) -> bool:
+        r, cores, gpus, short = self.cls_key[c]
+        if short:
+            if self.idle_nodes:
+                for nd in self.idle_nodes:
+                    if self.free_gpus[nd] >= gpus and self.free_cores[nd] >= cores:
+                        return True
+            room = self.room[1 if gpus else 0] if gpus else self.room[0] or self.room[1]
+            return bool(room)
+        for nd in self.idle_nodes:
+            if self.free_count[nd] >= r and self.free_cores[nd] >= cores \
+                    and self.free_gpus[nd] >= gpus:
+                return True
+        return False
+
+    def _place_short(self, c: int) -> tuple[int, ...] | None:
+        _, cores, gpus, _ = self.cls_key[c]
+        wc, wg = self.w_cores, self.w_gpus
+        # CPU work: idle CPU worker, then a CPU worker with room, then GPU workers.
+        order = ((1, True), (1, False)) if gpus else \
+            ((0, True), (0, False), (1, True), (1, False))
+        for kind, idle in order:
+            if idle:
+                for nd in self.idle_nodes:
+                    lst = (self.idle_gpu if kind else self.idle_cpu)[nd]
+                    if lst and wc[lst[-1]] >= cores and wg[lst[-1]] >= gpus:
+                        w = lst.pop()
+                        self._take_idle(w)
+                        self.load[w] = 1
+                        if self.cap > 1:
+                            self.short_mode[w] = True
+                            self.room[kind][w] = None
+                        return (w,)
+                    break  # fast path: the first node with idle workers only
+            else:
+                room = self.room[kind]
+                for w in room:
+                    if wc[w] >= cores and wg[w] >= gpus:
+                        ld = self.load[w] + 1
+                        self.load[w] = ld
+                        del room[w]
+                        if ld < self.cap:
+                            room[w] = None  # to the back: round robin
+                        return (w,)
+                    break
+        # slow path: any idle worker of any node that covers the request
+        for nd in list(self.idle_nodes):
+            for lst in ((self.idle_gpu[nd],) if gpus else (self.idle_cpu[nd], self.idle_gpu[nd])):
+                for i in range(len(lst) - 1, -1, -1):
+                    w = lst[i]
+                    if wc[w] >= cores and wg[w] >= gpus:
+                        lst.pop(i)
+                        self._take_idle(w)
+                        self.load[w] = 1
+                        if self.cap > 1:
+                            self.short_mode[w] = True
+                            self.room[self.w_kind[w]][w] = None
+                        return (w,)
+        for kind in ((1,) if gpus else (0, 1)):
+            for w in self.room[kind]:
+                if wc[w] >= cores and wg[w] >= gpus:
+                    ld = self.load[w] + 1
+                    self.load[w] = ld
+                    del self.room[kind][w]
+                    if ld < self.cap:
+                        self.room[kind][w] = None
+                    return (w,)
+        return None
+
+    def _place(self, c: int) -> tuple[int, ...] | None:
+        r, cores, gpus, _ = self.cls_key[c]
+        wc, wg = self.w_cores, self.w_gpus
+        for nd in self.idle_nodes:
+            if self.free_count[nd] < r or self.free_cores[nd] < cores \
+                    or self.free_gpus[nd] < gpus:
+                continue
+            gl, cl = self.idle_gpu[nd], self.idle_cpu[nd]
+            gang: list[int] = []
+            cc = gg = 0
+            while gg < gpus and gl:
+                w = gl.pop()
+                gang.append(w)
+                cc += wc[w]
+                gg += wg[w]
+            while (cc < cores or len(gang) < r) and cl:
+                w = cl.pop()
+                gang.append(w)
+                cc += wc[w]
+            while (cc < cores or len(gang) < r) and gl:
+                w = gl.pop()
+                gang.append(w)
+                cc += wc[w]
+                gg += wg[w]
+            if cc < cores or gg < gpus or len(gang) < r:
+                for w in reversed(gang):
+                    (gl if wg[w] else cl).append(w)
+                continue
+            for w in gang:
+                self._take_idle(w)
+                self.load[w] = 1
+            return tuple(gang)
+        if r > 1:
+            return self._place_multinode(r, cores, gpus)
+        return None
+
+    def _place_multinode(self, r: int, cores: int, gpus: int) -> tuple[int, ...] | None:
+        """A multi-rank task that fits no single node may span nodes."""
+        if sum(self.free_count[nd] for nd in self.idle_nodes) < r:
+            return None
+        gang: list[int] = []
+        cc = gg = 0
+        for nd in list(self.idle_nodes):
+            for lst in (self.idle_gpu[nd], self.idle_cpu[nd]):
+                for w in list(lst):
+                    if len(gang) >= r and cc >= cores and gg >= gpus:
+                        break
+                    if gg >= gpus and self.w_gpus[w] and len(gang) >= r:
+                        continue
+                    gang.append(w)
+                    cc += self.w_cores[w]
+                    gg += self.w_gpus[w]
+        if len(gang) < r or cc < cores or gg < gpus:
+            return None
+        for w in gang:
+            nd = self.w_node[w]
+            (self.idle_gpu if self.w_gpus[w] else self.idle_cpu)[nd].remove(w)
+            self._take_idle(w)
+            self.load[w] = 1
+        return tuple(gang)
+
+    def _eligible(self, sid: int, a: int, b: int) -> None:
+        """Tasks a..b-1 of set sid have their dependencies done."""
+        st = self.s_stage[sid]
+        if self.window and st >= self.stage_lo + self.window:
+            self.held.setdefault(st, []).append((sid, a, b))
+            return
+        if self.validate:
+            for tid in range(a, b):
+                self._set_state(tid, READY)
+        else:  # callers only pass pending tasks: no need to check each transition
+            self.state[a:b] = bytes((READY,)) * (b - a)
+        self._push_ready(sid, a, b, stamp=True)
+
+    def _push_ready(self, sid: int, a: int, b: int, stamp: bool) -> None:
+        if stamp:
+            self.ready_at[a:b] = self.now
+        self.s_ready[sid].append([a, b])
+        self.n_ready += b - a
+        if not self.s_queued[sid]:
+            self.s_queued[sid] = True
+            heapq.heappush(self.cls_heap[self.s_cls[sid]], (-self.s_prio[sid], self.seq, sid))
+            self.seq += 1
+
+    def _unready(self, sid: int, tid: int) -> None:
+        rq = self.s_ready[sid]
+        for rng in list(rq):
+            if rng[0] <= tid < rng[1]:
+                rq.remove(rng)
+                if rng[0] < tid:
+                    rq.append([rng[0], tid])
+                if tid + 1 < rng[1]:
+                    rq.append([tid + 1, rng[1]])
+                self.n_ready -= 1
+                break
+        if not rq and self.s_queued[sid]:
+            h = self.cls_heap[self.s_cls[sid]]
+            h[:] = [e for e in h if e[2] != sid]
+            heapq.heapify(h)
+            self.s_queued[sid] = False
+
+    def _release_set(self, sid: int) -> None:
+        """All all-to-all parents of ``sid`` are done."""
+        if self.s_dead[sid]:
+            return
+        a, n = self.s_off[sid], self.s_n[sid]
+        if not self.s_taskdeps[sid]:
+            if self.state[a:a + n].count(PENDING) == n:
+                self._eligible(sid, a, a + n)
+                return
+        npend, state = self.npend, self.state
+        run = -1
+        for tid in range(a, a + n):
+            ok = npend[tid] == 0 and state[tid] == PENDING
+            if ok and run < 0:
+                run = tid
+            elif not ok and run >= 0:
+                self._eligible(sid, run, tid)
+                run = -1
+        if run >= 0:
+            self._eligible(sid, run, a + n)
+
+    def _terminal(self, sid: int) -> None:
+        self.n_terminal += 1
+        self.s_left[sid] -= 1
+        st = self.s_stage[sid]
+        self.stage_left[st] -= 1
+        if self.s_left[sid] == 0 and not self.s_dead[sid]:
+            for c in self.s_children_all[sid]:
+                self.s_wait[c] -= 1
+                if self.s_wait[c] == 0:
+                    self._release_set(c)
+        if st == self.stage_lo and self.stage_left[st] == 0:
+            self._advance_stages()
+
+    def _advance_stages(self) -> None:
+        old_hi = self.stage_lo + self.window if self.window else None
+        while self.stage_lo < len(self.stage_left) and self.stage_left[self.stage_lo] == 0:
+            self.stage_lo += 1
+        if old_hi is None or not self.held:
+            return
+        new_hi = self.stage_lo + self.window
+        for st in sorted(k for k in self.held if k < new_hi):
+            for sid, a, b in self.held.pop(st):
+                if self.state[a:b].count(PENDING) == b - a:
+                    self._eligible(sid, a, b)
+                else:
+                    for tid in range(a, b):
+                        if self.state[tid] == PENDING:
+                            self._eligible(sid, tid, tid + 1)
+
+    def _fail_dependents(self, tid: int, sid: int) -> None:
+        if not self.s_dead[sid]:
+            self.s_dead[sid] = True
+            for c in self.s_children_all[sid]:
+                self._skip_set(c)
+        for c in self.s_children_one[sid]:
+            ct = self.s_off[c] + (tid - self.s_off[sid])
+            if self.state[ct] == PENDING:
+                self._skip_task(ct)
+        for ct in self.edge_children.get(tid, ()):
+            if self.state[ct] == PENDING:
+                self._skip_task(ct)
+
+    def _skip_set(self, sid: int) -> None:
+        if self.s_dead[sid] and self.s_left[sid] == 0:
+            return
+        a = self.s_off[sid]
+        for tid in range(a, a + self.s_n[sid]):
+            if self.state[tid] == PENDING:
+                self._skip_task(tid)
+
+    def _skip_task(self, tid: int) -> None:
+        self._set_state(tid, SKIPPED)
+        self.n_skipped += 1
+        sid = self._sid(tid)
+        self._fail_dependents(tid, sid)
+        self._terminal(sid)
+
+    # ================================================================== invariants
+    def _check(self) -> None:
+        if not self.validate:
+            return
+        check_invariants(self)
+
+
+def check_invariants(s: Scheduler) -> None:
+    """Raise ``AssertionError`` when the scheduler's bookkeeping disagrees with itself."""
+    counts = s.counts()
+    assert counts["ready"] == s.n_ready, (counts, s.n_ready)
+    assert counts["done"] == s.n_done
+    assert counts["failed"] == s.n_failed
+    assert counts["skipped"] == s.n_skipped
+    assert counts["cancelled"] == s.n_cancelled
+    assert s.n_terminal == s.n_done + s.n_failed + s.n_skipped + s.n_cancelled
+    assert counts["dispatched"] + counts["running"] == len(s.running)
+    nready = 0
+    for sid, rq in enumerate(s.s_ready):
+        for a, b in rq:
+            assert a < b
+            assert all(s.state[t] == READY for t in range(a, b)), (sid, a, b)
+            assert s.s_off[sid] <= a and b <= s.s_off[sid] + s.s_n[sid]
+            nready += b - a
+        assert bool(rq) == s.s_queued[sid] or not rq
+    assert nready == s.n_ready
+    for sid in range(len(s.s_n)):
+        a = s.s_off[sid]
+        left = sum(1 for t in range(a, a + s.s_n[sid]) if s.state[t] not in TERMINAL)
+        assert left == s.s_left[sid], (sid, left, s.s_left[sid])
+    load = [0] * len(s.workers)
+    for tid, gang in s.running.items():
+        assert s.state[tid] in (DISPATCHED, RUNNING)
+        for w in gang:
+            load[w] += 1
+    for w in range(len(s.workers)):
+        if not s.lost[w]:
+            assert load[w] == s.load[w], (w, load[w], s.load[w])
+            assert load[w] <= s.cap
+    for nd in range(len(s.node_ids)):
+        idle = s.idle_cpu[nd] + s.idle_gpu[nd]
+        assert len(set(idle)) == len(idle)
+        assert all(s.load[w] == 0 and not s.lost[w] for w in idle)
+        assert s.free_count[nd] == len(idle)
+        assert s.free_cores[nd] == sum(s.w_cores[w] for w in idle)
+        assert s.free_gpus[nd] == sum(s.w_gpus[w] for w in idle)
+        assert (nd in s.idle_nodes) == (len(idle) > 0)
+    for gang in s.running.values():
+        if len(gang) > 1:
+            assert all(s.load[w] == 1 or s.lost[w] for w in gang)

@@ -1,0 +1,448 @@
+"""The HDF5 trace: schema (declared once), incremental writer, reader.
+
+Layout of a trace file (plain h5py reads all of it; no pickles)::
+
+    /                      attrs: format="mpiwf-trace", format_version, nruns
+    /runs/<k>/             one group per run (a resumed run appends a group)
+        attrs              mode, command, versions, ranks, start_time (epoch s),
+                           simulated, complete (False until the run ended cleanly), ...
+        tasks              one row per task attempt, fields TASK_FIELDS
+        sets               one row per task set, fields SET_FIELDS
+        workers            one row per worker, fields WORKER_FIELDS
+        set_edges          (parent set, child set, kind 0=all 1=one)
+        task_edges         (parent task, child task)
+        errors             one row per failed attempt: task, attempt, rank, host,
+                           type, message, traceback
+
+All times are float64 seconds since the run's ``start_time``. Rows are appended in
+batches and the file is flushed after each, so a killed run keeps every task whose
+row was flushed (at most ``flush_interval`` seconds or 4096 rows are at risk).
+Only rank 0 writes. This module never imports mpi4py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import TraceError
+from .resources import WorkerSpec
+
+FORMAT = "mpiwf-trace"
+FORMAT_VERSION = 1
+ROWS_PER_FLUSH = 4096
+
+#: Per-attempt task rows: (field, dtype, meaning).
+TASK_FIELDS: list[tuple[str, str, str]] = [
+    ("task", "<i8", "task id, dense from 0 in the workflow"),
+    ("set", "<i4", "task-set id (row of sets)"),
+    ("index", "<i8", "index of the task in its set"),
+    ("attempt", "<i2", "0 for the first try, +1 per retry"),
+    ("status", "<i1", "outcome: 4 done, 5 failed, 6 skipped, 7 cancelled (STATUS_NAMES)"),
+    ("worker", "<i4", "rank of the worker that ran it (gang leader); -1 if it never ran"),
+    ("nworkers", "<i4", "workers held by the task (its gang)"),
+    ("node", "<i4", "node index of that worker; -1 if it never ran"),
+    ("cores", "<i4", "cores held"),
+    ("gpus", "<i4", "GPUs held"),
+    ("created", "<f8", "task added to the run"),
+    ("ready", "<f8", "dependencies (and stage) satisfied"),
+    ("dispatched", "<f8", "sent to its worker"),
+    ("started", "<f8", "kernel began (worker clock, corrected to rank 0's)"),
+    ("ended", "<f8", "kernel returned (started + monotonic duration)"),
+    ("received", "<f8", "result received by rank 0"),
+    ("name", "S64", "task name: 'set' or 'set[i]' (UTF-8, cut at 64 bytes)"),
+    ("host", "S64", "host name of the worker (UTF-8, cut at 64 bytes)"),
+]
+_ROW_FIELDS = TASK_FIELDS[:-2]  # what the hot path appends; name and host at flush
+TASK_DTYPE = np.dtype([(n, t) for n, t, _ in TASK_FIELDS])
+ROW_DTYPE = np.dtype([(n, t) for n, t, _ in _ROW_FIELDS])
+STATUS_NAMES = ("pending", "ready", "dispatched", "running", "done", "failed", "skipped",
+                "cancelled", "timeout", "lost")
+
+_str = None  # h5py string dtype, created lazily
+
+
+def _h5() -> Any:
+    import h5py
+
+    return h5py
+
+
+def _vstr() -> Any:
+    global _str
+    if _str is None:
+        _str = _h5().string_dtype("utf-8")
+    return _str
+
+
+SET_FIELDS = [("sid", "<i4"), ("name", "vstr"), ("n", "<i8"), ("kernel", "vstr"),
+              ("ranks", "<i4"), ("cores", "<i4"), ("gpus", "<i4"), ("duration", "<f8"),
+              ("stage", "<i4"), ("level", "<i4"), ("offset", "<i8")]
+WORKER_FIELDS = [("rank", "<i4"), ("node", "<i4"), ("host", "vstr"), ("cores", "<i4"),
+                 ("gpus", "<i4"), ("core_ids", "vstr"), ("gpu_ids", "vstr"),
+                 ("virtual_gpu", "?"), ("pid", "<i8"), ("clock_offset", "<f8")]
+ERROR_FIELDS = [("task", "<i8"), ("attempt", "<i2"), ("rank", "<i4"), ("host", "vstr"),
+                ("type", "vstr"), ("message", "vstr"), ("traceback", "vstr")]
+
+
+def _dtype(fields: Sequence[tuple[str, str]]) -> np.dtype:
+    return np.dtype([(n, _vstr() if t == "vstr" else t) for n, t in fields])
+
+
+def _table(rows: Sequence[dict[str, Any]], fields: Sequence[tuple[str, str]]) -> np.ndarray:
+    arr = np.zeros(len(rows), dtype=_dtype(fields))
+    for i, r in enumerate(rows):
+        for n, _t in fields:
+            v = r.get(n)
+            if v is None:
+                continue
+            if isinstance(v, (list, tuple)):
+                v = ",".join(str(x) for x in v)
+            arr[i][n] = v
+    return arr
+
+
+def _open(path: str, mode: str) -> Any:
+    h5py = _h5()
+    try:
+        return h5py.File(path, mode, locking=False)
+    except TypeError:  # h5py < 3.5
+        return h5py.File(path, mode)
+
+
+def versions() -> dict[str, str]:
+    """Versions of mpiwf and the libraries a trace depends on (no MPI import)."""
+    import sys
+
+    from . import __version__
+
+    out = {"mpiwf": __version__, "python": sys.version.split()[0], "numpy": np.__version__}
+    try:
+        out["h5py"] = _h5().__version__
+        out["hdf5"] = _h5().version.hdf5_version
+    except Exception:  # pragma: no cover - h5py always present
+        pass
+    return out
+
+
+class TraceWriter:
+    """Append-only writer of one run group.
+
+    Args:
+        path: the HDF5 file (created, or appended to with ``append=True``).
+        workflow: the workflow (sets and edges are written at once).
+        workers: the worker table.
+        attrs: run attributes (mode, command, versions, ...); JSON-encoded when not
+            a plain number or string.
+        start_time: epoch seconds that all task times are relative to.
+        append: add a run group to an existing trace instead of overwriting it.
+        flush_interval: seconds between flushes.
+    """
+
+    def __init__(self, path: str, workflow: Any, workers: Sequence[WorkerSpec],
+                 attrs: dict[str, Any] | None = None, start_time: float | None = None,
+                 append: bool = False, flush_interval: float = 1.0,
+                 worker_extra: Sequence[dict[str, Any]] | None = None) -> None:
+        self.path = path
+        self.wf = workflow
+        self.start_time = time.time() if start_time is None else start_time
+        self.flush_interval = flush_interval
+        self.rows: list[tuple[Any, ...]] = []
+        self.errors: list[dict[str, Any]] = []
+        self.nrows = 0
+        self.last_flush = time.monotonic()
+        self._set_names: list[str] = []
+        self._set_single: list[bool] = []
+        self._nsets_written = 0
+        self._nedges_written = 0
+        self._hosts: dict[int, bytes] = {}
+        exists = os.path.exists(path)
+        if append and exists:
+            try:
+                self.f = _open(path, "a")
+            except OSError as exc:
+                raise TraceError(f"{path}: cannot append to trace ({exc})") from None
+            if self.f.attrs.get("format") != FORMAT:
+                self.f.close()
+                raise TraceError(f"{path}: not an mpiwf trace")
+        else:
+            try:
+                self.f = _open(path, "w")
+            except OSError as exc:
+                raise TraceError(f"{path}: cannot create trace ({exc})") from None
+            self.f.attrs["format"] = FORMAT
+            self.f.attrs["format_version"] = FORMAT_VERSION
+            self.f.attrs["status_names"] = json.dumps(STATUS_NAMES)
+            self.f.attrs["task_fields"] = json.dumps(TASK_FIELDS)
+        runs = self.f.require_group("runs")
+        self.run_index = len(runs)
+        self.g = runs.create_group(str(self.run_index))
+        self.f.attrs["nruns"] = self.run_index + 1
+        a = self.g.attrs
+        a["start_time"] = self.start_time
+        a["start_iso"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start_time))
+        a["complete"] = False
+        a["workflow"] = workflow.name
+        a["ntasks"] = workflow.ntasks
+        for k, v in (attrs or {}).items():
+            self.set_attr(k, v)
+        self.tasks = self.g.create_dataset("tasks", shape=(0,), maxshape=(None,),
+                                           dtype=TASK_DTYPE, chunks=(ROWS_PER_FLUSH,))
+        self.g.create_dataset("sets", shape=(0,), maxshape=(None,), dtype=_dtype(SET_FIELDS),
+                              chunks=(256,))
+        self.g.create_dataset("set_edges", shape=(0, 3), maxshape=(None, 3), dtype="<i8",
+                              chunks=(1024, 3))
+        self.g.create_dataset("task_edges", shape=(0, 2), maxshape=(None, 2), dtype="<i8",
+                              chunks=(1024, 2))
+        self.g.create_dataset("errors", shape=(0,), maxshape=(None,), dtype=_dtype(ERROR_FIELDS),
+                              chunks=(64,))
+        self.write_workers(workers, worker_extra)
+        self.sets_added()
+        self.f.flush()
+
+    # ------------------------------------------------------------------ metadata
+    def set_attr(self, key: str, value: Any) -> None:
+        """Set a run attribute (non-scalars are stored as JSON text)."""
+        if isinstance(value, (bool, int, float, str, np.integer, np.floating)):
+            self.g.attrs[key] = value
+        else:
+            self.g.attrs[key] = json.dumps(value, default=str)
+
+    def write_workers(self, workers: Sequence[WorkerSpec],
+                      extra: Sequence[dict[str, Any]] | None = None) -> None:
+        """(Re)write the worker table."""
+        rows = []
+        for i, w in enumerate(workers):
+            d = w.as_dict()
+            if extra is not None and i < len(extra):
+                d.update(extra[i])
+            rows.append(d)
+            self._hosts[w.rank] = w.host.encode()[:64]
+        if "workers" in self.g:
+            del self.g["workers"]
+        self.g.create_dataset("workers", data=_table(rows, WORKER_FIELDS))
+
+    def sets_added(self) -> None:
+        """Write the sets and edges added to the workflow since the last call."""
+        wf = self.wf
+        desc = wf.describe()
+        new = desc[self._nsets_written:]
+        for d in new:
+            self._set_names.append(d["name"])
+            self._set_single.append(d["n"] == 1)
+        if new:
+            ds = self.g["sets"]
+            ds.resize((len(desc),))
+            ds[self._nsets_written:] = _table(new, SET_FIELDS)
+        # stages and levels of existing sets may change when sets are added
+        if self._nsets_written and new:
+            ds = self.g["sets"]
+            st = np.array([d["stage"] for d in desc], dtype="<i4")
+            lv = np.array([d["level"] for d in desc], dtype="<i4")
+            tbl = ds[:]
+            tbl["stage"] = st
+            tbl["level"] = lv
+            ds[:] = tbl
+        self._nsets_written = len(desc)
+        se = np.array(wf.set_deps, dtype="<i8").reshape(-1, 3)
+        te = np.array(wf.task_edges, dtype="<i8").reshape(-1, 2)
+        for name, arr in (("set_edges", se), ("task_edges", te)):
+            ds = self.g[name]
+            if len(arr) > ds.shape[0]:
+                old = ds.shape[0]
+                ds.resize((len(arr), arr.shape[1]))
+                ds[old:] = arr[old:]
+
+    # ------------------------------------------------------------------ rows
+    def add(self, row: tuple[Any, ...]) -> None:
+        """Append one task-attempt row (fields of TASK_FIELDS without name and host)."""
+        self.rows.append(row)
+        if len(self.rows) >= ROWS_PER_FLUSH:
+            self.flush()
+
+    def add_error(self, task: int, attempt: int, rank: int, host: str, etype: str,
+                  message: str, tb: str) -> None:
+        """Record a failed attempt's error (written at the next flush)."""
+        self.errors.append(dict(task=task, attempt=attempt, rank=rank, host=host, type=etype,
+                                message=message, traceback=tb))
+
+    def maybe_flush(self) -> None:
+        """Flush if ``flush_interval`` has passed since the last flush."""
+        if (self.rows or self.errors) and \
+                time.monotonic() - self.last_flush >= self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered rows and errors and flush the file to disk."""
+        self.last_flush = time.monotonic()
+        if self.rows:
+            base = np.array(self.rows, dtype=ROW_DTYPE)
+            self.rows = []
+            arr = np.zeros(len(base), dtype=TASK_DTYPE)
+            for n, _t, _c in _ROW_FIELDS:
+                arr[n] = base[n]
+            names, single = self._set_names, self._set_single
+            arr["name"] = [(names[s] if single[s] else f"{names[s]}[{i}]").encode()[:64]
+                           for s, i in zip(base["set"].tolist(), base["index"].tolist())]
+            hosts = self._hosts
+            arr["host"] = [hosts.get(w, b"") for w in base["worker"].tolist()]
+            ds = self.tasks
+            n0 = ds.shape[0]
+            ds.resize((n0 + len(arr),))
+            ds[n0:] = arr
+            self.nrows = n0 + len(arr)
+        if self.errors:
+            ds = self.g["errors"]
+            n0 = ds.shape[0]
+            ds.resize((n0 + len(self.errors),))
+            ds[n0:] = _table(self.errors, ERROR_FIELDS)
+            self.errors = []
+        self.f.flush()
+
+    def close(self, complete: bool = True, **summary: Any) -> None:
+        """Flush, record the summary attributes and ``complete``, close the file."""
+        if not self.f.id.valid:
+            return
+        self.flush()
+        for k, v in summary.items():
+            self.set_attr(k, v)
+        self.g.attrs["complete"] = bool(complete)
+        self.g.attrs["end_time"] = time.time()
+        self.f.flush()
+        self.f.close()
+
+
+# ====================================================================== reading
+@dataclasses.dataclass
+class Trace:
+    """One run read back from a trace file.
+
+    Attributes:
+        path: the file.
+        run: run group index.
+        attrs: run attributes (JSON text decoded).
+        tasks: structured array of task-attempt rows (TASK_DTYPE).
+        sets: list of dicts, one per set.
+        workers: list of dicts, one per worker.
+        set_edges: (k, 3) array of (parent, child, kind).
+        task_edges: (k, 2) array.
+        errors: list of dicts.
+    """
+
+    path: str
+    run: int
+    attrs: dict[str, Any]
+    tasks: np.ndarray
+    sets: list[dict[str, Any]]
+    workers: list[dict[str, Any]]
+    set_edges: np.ndarray
+    task_edges: np.ndarray
+    errors: list[dict[str, Any]]
+
+    @property
+    def partial(self) -> bool:
+        """The run did not end cleanly (killed, or still running)."""
+        return not bool(self.attrs.get("complete", False))
+
+    @property
+    def simulated(self) -> bool:
+        """Written by the simulator."""
+        return bool(self.attrs.get("simulated", False))
+
+    @property
+    def mode(self) -> str:
+        """The run's mode string."""
+        return str(self.attrs.get("mode", "?"))
+
+
+def _decode(v: Any) -> Any:
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "replace")
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _rows(arr: np.ndarray) -> list[dict[str, Any]]:
+    names = arr.dtype.names or ()
+    return [{n: _decode(r[n]) for n in names} for r in arr]
+
+
+def nruns(path: str) -> int:
+    """Number of run groups in a trace file.
+
+    Raises:
+        TraceError: the file is missing or not an mpiwf trace.
+    """
+    f = _check_open(path)
+    try:
+        return len(f["runs"])
+    finally:
+        f.close()
+
+
+def _check_open(path: str) -> Any:
+    if not os.path.exists(path):
+        raise TraceError(f"{path}: no such file")
+    try:
+        f = _open(path, "r")
+    except OSError:
+        raise TraceError(f"{path}: not an HDF5 file (or damaged)") from None
+    if f.attrs.get("format") != FORMAT or "runs" not in f or not len(f["runs"]):
+        f.close()
+        raise TraceError(f"{path}: not an mpiwf trace")
+    return f
+
+
+def load(path: str, run: int = -1) -> Trace:
+    """Read one run of a trace (the last one by default).
+
+    Raises:
+        TraceError: missing file, not an mpiwf trace, or no such run.
+    """
+    f = _check_open(path)
+    try:
+        runs = f["runs"]
+        keys = sorted(runs, key=int)
+        try:
+            key = keys[run]
+        except IndexError:
+            raise TraceError(f"{path}: has {len(keys)} run(s), no run {run}") from None
+        g = runs[key]
+        try:
+            attrs = {k: _decode(v) for k, v in g.attrs.items()}
+            tasks = g["tasks"][:]
+            sets = _rows(g["sets"][:])
+            workers = _rows(g["workers"][:]) if "workers" in g else []
+            se = g["set_edges"][:] if "set_edges" in g else np.zeros((0, 3), "<i8")
+            te = g["task_edges"][:] if "task_edges" in g else np.zeros((0, 2), "<i8")
+            errors = _rows(g["errors"][:]) if "errors" in g else []
+        except (KeyError, OSError) as exc:
+            raise TraceError(f"{path}: damaged trace ({exc})") from None
+        return Trace(path, int(key), attrs, tasks, sets, workers, se, te, errors)
+    finally:
+        f.close()
+
+
+def done_tasks(path: str) -> set[int]:
+    """Ids of the tasks recorded done in any run of a trace (for ``--resume``)."""
+    f = _check_open(path)
+    try:
+        out: set[int] = set()
+        for key in f["runs"]:
+            t = f["runs"][key]["tasks"][:]
+            out.update(t["task"][t["status"] == 4].tolist())
+        return out
+    finally:
+        f.close()

@@ -1,0 +1,212 @@
+"""The worker loop: receive tasks, run kernels, time them, send results back.
+
+A worker keeps a local queue (rank 0 may prefetch several short tasks), runs one
+task at a time, and sends results in small batches: after every task that took
+longer than ``result_flush`` seconds, when its queue runs dry, or when the batch is
+full. A kernel's exception is a value (type, message, traceback, rank, host); it
+never ends the worker. Idle waiting backs off politely (:class:`~mpiwf.comm.Backoff`).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import pickle
+import socket
+import time
+import traceback
+from typing import Any
+
+from .comm import Backoff, Endpoint
+from .context import TaskContext, set_context
+from .kernels import resolve
+from .protocol import (
+    MAX_RESULT_BYTES,
+    STATUS_CANCELLED,
+    STATUS_ERROR,
+    STATUS_OK,
+    Result,
+    SetDef,
+    Tag,
+    TaskMsg,
+)
+
+log = logging.getLogger("mpiwf.worker")
+
+
+class Executor:
+    """Runs tasks for one rank (used by worker ranks and by rank 0 in a 1-rank run).
+
+    Args:
+        rank: this rank.
+        rundir: the run directory.
+        gpus: GPU ids bound to this worker.
+        virtual_gpu: those GPUs are virtual.
+        comm_factory: ``f(gang_ranks) -> communicator`` for multi-rank tasks.
+    """
+
+    def __init__(self, rank: int = 0, rundir: str = ".", gpus: tuple[int, ...] = (),
+                 virtual_gpu: bool = False, comm_factory: Any = None) -> None:
+        self.rank = rank
+        self.host = socket.gethostname()
+        self.rundir = rundir
+        self.gpus = gpus
+        self.virtual_gpu = virtual_gpu
+        self.comm_factory = comm_factory
+        self.sets: dict[int, SetDef] = {}
+        self.ntasks = 0
+        self.busy = 0.0
+
+    def define(self, defs: list[SetDef]) -> None:
+        """Remember set definitions sent by rank 0."""
+        for d in defs:
+            self.sets[d[0]] = d
+
+    def run_task(self, msg: TaskMsg, sid: int) -> Result:
+        """Run one task and return its Result tuple (never raises for kernel errors)."""
+        tid, attempt, gang, inputs = msg
+        sdef = self.sets[sid]
+        _sid, name, offset, n, kernel, args, kwargs, _timeout, _isolate, _ranks = sdef
+        idx = tid - offset
+        comm = None
+        if gang is not None and self.comm_factory is not None:
+            comm = self.comm_factory(gang)
+        set_context(TaskContext(tid, name if n == 1 else f"{name}[{idx}]", name, idx, attempt,
+                                self.rank, self.rundir, comm, self.gpus, self.virtual_gpu))
+        value: Any = None
+        err = None
+        status = STATUS_OK
+        started = time.time()
+        t0 = time.perf_counter()
+        try:
+            fn = resolve(kernel)
+            if inputs is not None:
+                value = fn(*args, inputs=inputs, **kwargs)
+            else:
+                value = fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a task error is a value, never the rank's end
+            status = STATUS_ERROR
+            err = (type(exc).__name__, str(exc), traceback.format_exc(), self.rank, self.host)
+            value = None
+        dur = time.perf_counter() - t0
+        set_context(None)
+        if comm is not None:
+            try:
+                comm.Free()
+            except Exception:  # pragma: no cover - best effort
+                pass
+        if value is not None:
+            try:
+                size = len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+            except Exception as exc:
+                status, value = STATUS_ERROR, None
+                err = ("UnpicklableResult", f"return value cannot be pickled: {exc}", "",
+                       self.rank, self.host)
+            else:
+                if size > MAX_RESULT_BYTES:
+                    status, value = STATUS_ERROR, None
+                    err = ("ResultTooLarge", f"return value is {size} bytes (limit "
+                           f"{MAX_RESULT_BYTES}); write bulk data to files in the run "
+                           "directory", "", self.rank, self.host)
+        self.ntasks += 1
+        self.busy += dur
+        return (tid, attempt, status, started, dur, value, err)
+
+    def handle_inline(self, tag: int, payload: Any) -> list[tuple[int, Any]]:
+        """Handle a message at once (1-rank runs): run every task, return replies."""
+        if tag == Tag.TASKS:
+            defs, tasks = payload
+            self.define(defs)
+            out = [self.run_task(m, self._sid_of(m[0])) for m in tasks]
+            return [(Tag.RESULTS, out)]
+        if tag == Tag.STOP:
+            return [(Tag.BYE, self.stats())]
+        return []
+
+    def _sid_of(self, tid: int) -> int:
+        for sid, d in self.sets.items():
+            if d[2] <= tid < d[2] + d[3]:
+                return sid
+        raise KeyError(f"task {tid} belongs to no known set")
+
+    def stats(self) -> dict[str, Any]:
+        """Tasks run and busy seconds."""
+        return {"rank": self.rank, "tasks": self.ntasks, "busy": self.busy, "pid": os.getpid()}
+
+
+class Worker:
+    """The loop of a worker rank over an :class:`~mpiwf.comm.Endpoint`.
+
+    Args:
+        endpoint: its transport endpoint (rank 0 is the master).
+        executor: runs the tasks.
+        result_flush: send results at least this often (s) while tasks run.
+        max_batch: send results when this many are waiting.
+        backoff: idle waiting policy.
+    """
+
+    def __init__(self, endpoint: Endpoint, executor: Executor, result_flush: float = 0.002,
+                 max_batch: int = 64, backoff: Backoff | None = None) -> None:
+        self.ep = endpoint
+        self.ex = executor
+        self.result_flush = result_flush
+        self.max_batch = max_batch
+        self.backoff = backoff or Backoff()
+        self.queue: collections.deque[tuple[TaskMsg, int]] = collections.deque()
+        self.results: list[Result] = []
+        self.last_send = time.perf_counter()
+
+    def _send_results(self) -> None:
+        if self.results:
+            self.ep.send(0, Tag.RESULTS, self.results)
+            self.results = []
+        self.last_send = time.perf_counter()
+
+    def _accept(self, defs: list[SetDef], tasks: list[TaskMsg]) -> None:
+        self.ex.define(defs)
+        sets = self.ex.sets
+        last: SetDef | None = None
+        for m in tasks:
+            tid = m[0]
+            if last is None or not (last[2] <= tid < last[2] + last[3]):
+                last = next(d for d in sets.values() if d[2] <= tid < d[2] + d[3])
+            self.queue.append((m, last[0]))
+
+    def run(self) -> dict[str, Any]:
+        """Serve until STOP; returns the worker's statistics."""
+        ep, q, backoff = self.ep, self.queue, self.backoff
+        stopping = False
+        while True:
+            msg = ep.poll()
+            if msg is not None:
+                backoff.reset()
+                _src, tag, payload = msg
+                if tag == Tag.TASKS:
+                    self._accept(*payload)
+                elif tag == Tag.STOP:
+                    stopping = True
+                elif tag == Tag.CANCEL:
+                    while q:
+                        m, _sid = q.popleft()
+                        self.results.append((m[0], m[1], STATUS_CANCELLED, time.time(), 0.0,
+                                             None, None))
+                    self._send_results()
+                continue
+            if q:
+                m, sid = q.popleft()
+                self.results.append(self.ex.run_task(m, sid))
+                if not q or len(self.results) >= self.max_batch or \
+                        time.perf_counter() - self.last_send >= self.result_flush:
+                    self._send_results()
+                continue
+            if self.results:
+                self._send_results()
+            if stopping:
+                stats = self.ex.stats()
+                ep.send(0, Tag.BYE, stats)
+                ep.flush()
+                return stats
+            backoff.wait()

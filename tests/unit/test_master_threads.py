@@ -1,0 +1,81 @@
+"""Master and worker logic over the in-process transport (no mpiexec, no mpi4py)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+
+from mpiwf import Config, Workflow
+from mpiwf.comm import QueueHub
+from mpiwf.master import Master, TaskEvent
+from mpiwf.resources import uniform_workers
+from mpiwf.trace import TraceWriter, load
+from mpiwf.worker import Executor, Worker
+
+
+def run_threads(wf: Workflow, nworkers: int = 3, cfg: Config | None = None, trace=None,
+                callbacks=()):
+    cfg = cfg or Config(progress_interval=0, validate=True)
+    hub = QueueHub(nworkers + 1)
+    threads = []
+    for r in range(1, nworkers + 1):
+        w = Worker(hub.endpoint(r), Executor(r, "."))
+        th = threading.Thread(target=w.run, daemon=True)
+        th.start()
+        threads.append(th)
+    workers = uniform_workers(1, nworkers)
+    m = Master(wf, cfg, hub.endpoint(0), workers, trace=trace, callbacks=callbacks)
+    s = m.run()
+    m.shutdown(timeout=10)
+    for th in threads:
+        th.join(10)
+        assert not th.is_alive()
+    return s, m
+
+
+def test_many_short_tasks_with_batching() -> None:
+    wf = Workflow()
+    wf.add_set("a", 500)
+    wf.add_set("b", 500, after_each=["a"])
+    s, m = run_threads(wf, cfg=Config(progress_interval=0, prefetch=8, validate=False))
+    assert s.ok and s.done == 1000
+    assert sum(b["tasks"] for b in m.byes.values()) == 1000
+
+
+def test_callbacks_grow_the_workflow(tmp_path) -> None:
+    wf = Workflow("grow")
+    wf.add_set("gen0", 2, "echo", (0,))
+    seen: list[str] = []
+
+    def cb(ev: TaskEvent) -> None:
+        seen.append(ev.name)
+        k = int(ev.set[3:])
+        if ev.ok and k < 3 and f"gen{k + 1}" not in wf.by_name:
+            wf.add_set(f"gen{k + 1}", 2, "echo", (k + 1,), after=[ev.set])
+
+    path = str(tmp_path / "g.h5")
+    tw = TraceWriter(path, wf, uniform_workers(1, 2))
+    s, _m = run_threads(wf, 2, trace=tw, callbacks=[cb])
+    tw.close()
+    assert s.ok and s.tasks == 8 and len(seen) == 8
+    tr = load(path)
+    assert [x["name"] for x in tr.sets] == ["gen0", "gen1", "gen2", "gen3"]
+    assert len(tr.tasks) == 8 and tr.set_edges.shape == (3, 3)
+    t = tr.tasks
+    order = ["created", "ready", "dispatched", "started", "ended", "received"]
+    for a, b in zip(order, order[1:]):
+        assert np.all(t[a] <= t[b])
+
+
+def test_pure_layers_do_not_import_mpi4py() -> None:
+    assert "mpi4py" not in sys.modules or True  # other tests may import it; check below
+    import subprocess
+
+    code = ("import sys; import mpiwf, mpiwf.scheduler, mpiwf.simulate, mpiwf.trace, "
+            "mpiwf.analysis, mpiwf.workflow, mpiwf.master, mpiwf.worker, mpiwf.spec; "
+            "print('mpi4py' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
