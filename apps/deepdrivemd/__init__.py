@@ -1,0 +1,1 @@
+"""DeepDriveMD-style AI-coupled molecular dynamics workflow."""
