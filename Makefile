@@ -36,7 +36,7 @@ $(STAMP): setup.cfg pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check mpiwf tests apps benchmarks
+	$(VENV)/bin/ruff check .
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy mpiwf
