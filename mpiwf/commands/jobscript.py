@@ -82,6 +82,9 @@ def main(args: argparse.Namespace) -> int:
                   python=args.python or sys.executable, helper_dir=str(_HELPERS),
                   command=_command_line(args),
                   trace_stem=stem)
+    if args.system == "aurora" and any(ts.gpus for ts in wf.sets):
+        print("mpiwf jobscript: note: CuPy does not run on Aurora's Intel GPUs; GPU tasks "
+              "must use Level Zero/SYCL code of their own (docs/clusters.md)", file=sys.stderr)
     busy = widest(wf)
     if busy < layout.workers:
         print(f"mpiwf jobscript: note: at most {busy} rank(s) of the workflow can be busy at "
