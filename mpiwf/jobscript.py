@@ -87,8 +87,8 @@ SYSTEMS: dict[str, System] = {s.name: s for s in (
            False, (
                "PBS Professional User's Guide: -l select=<n>:ncpus=:mpiprocs=:ngpus=, "
                "place, walltime.",
-               "MPICH 'Using the Hydra Process Manager': mpiexec -n, -ppn, -f <hostfile>, "
-               "-bind-to core.")),
+               "MPICH 'Using the Hydra Process Manager': mpiexec -n, -ppn, -f <hostfile>;",
+               "  -bind-to core{:<n>} as listed by Hydra's `mpiexec -bind-to -help`.")),
 )}
 
 #: Variable holding the job id, by scheduler (used in the default trace name).
@@ -381,10 +381,10 @@ srun --nodes=@NODES@ --ntasks=@NTOTAL@ \\
     --ntasks-per-node=@RPN@ \\
     --cpus-per-task=@CPR@ --cpu-bind=cores \\@GPU_FLAGS@""",
     "pbs": """\
-# Ranks filled node by node, each bound to a core; GPU selection is left to
-# mpiwf (node-local rank).
+# Ranks filled node by node, each bound to @CPR@ core(s); GPU selection is left
+# to mpiwf (node-local rank).
 mpiexec -n @NTOTAL@ -ppn @RPN@ \\
-    -f "$HOSTFILE" -bind-to core \\""",
+    -f "$HOSTFILE" -bind-to @HYDRA_BIND@ \\""",
 }
 
 SCRIPT = """\
@@ -398,7 +398,8 @@ SCRIPT = """\
 # Submit: @SUBMIT@
 #
 # Layout: @NODES@ node(s) x @RPN@ rank(s) per node = @NTOTAL@ rank(s): rank 0 is the
-# master, @WORKERS@ worker rank(s); @CPR@ core(s) per rank; @GPU_SUMMARY@.
+# master, @WORKERS@ worker rank(s); @CPR@ core(s) per rank.
+# GPUs: @GPU_SUMMARY@.
 # Workflow @WF_NAME@: @NSETS@ task set(s), @NTASKS@ task(s); largest request per task:
 # ranks=@MAX_RANKS@ cores=@MAX_CORES@ gpus=@MAX_GPUS@.
 #
@@ -498,7 +499,10 @@ def render(wf: Workflow, system: str, layout: Layout, *, spec: str, walltime: st
     L = layout
     rpg = L.ranks_per_node // L.gpus_per_node if L.gpus_per_node else 0
     gpu_need = max((ts.gpus for ts in wf.sets), default=0)
-    if L.gpus_per_node:
+    if L.gpus_per_node and system == "pbs":
+        gpu_summary = (f"{L.gpus_per_node} GPU(s) per node, not bound by the launcher "
+                       "(mpiwf picks one by node-local rank)")
+    elif L.gpus_per_node:
         gpu_summary = (f"{L.gpus_per_node} GPU(s) per node, ranks bound to one GPU each "
                        f"(about {max(1, rpg)} rank(s) per GPU)")
     else:
@@ -517,6 +521,7 @@ def render(wf: Workflow, system: str, layout: Layout, *, spec: str, walltime: st
         "QUEUE": "" if q else "#", "QUEUE_VALUE": q or "MYQUEUE",
         "GPUS": "" if L.gpus_per_node else "#",
         "NGPUS": f":ngpus={L.gpus_per_node}" if L.gpus_per_node else "",
+        "HYDRA_BIND": "core" if L.cores_per_rank == 1 else f"core:{L.cores_per_rank}",
     }
     # system-specific numbers
     if system == "summit":

@@ -152,6 +152,14 @@ def test_flux_directives_are_one_leading_group(tmp_path: Path) -> None:
     assert not any("-B" in lines[i] for i in hits)
 
 
+def test_pbs_binds_each_rank_to_its_cores(tmp_path: Path) -> None:
+    text, _ = _render_cli(tmp_path, "pbs", CPU_SPEC, "--cores-per-node", "48",
+                          "--ranks-per-node", "12")
+    words = shlex.split(next(c for c in _commands(text) if "-m mpiwf run" in c))
+    assert words[words.index("-bind-to") + 1] == "core:4"
+    assert "#PBS -l select=2:ncpus=48:mpiprocs=12" in text.splitlines()
+
+
 def test_default_trace_carries_the_job_id(tmp_path: Path) -> None:
     text, _ = _render_cli(tmp_path, "frontier", CPU_SPEC)
     run = next(c for c in _commands(text) if "-m mpiwf run" in c)
