@@ -61,17 +61,21 @@ SYSTEMS: dict[str, System] = {s.name: s for s in (
            "slurm", 64, 4, 4, True, (
                "NERSC 'Running Jobs', GPU affinity: --gpu-bind=single:<n>, -c 2*floor(64/n)"
                " with --cpu-bind=cores.",
-               "Slurm sbatch(1)/srun(1): -A, -C, -q, -t, -N, --gpus-per-node, "
-               "--ntasks-per-node.")),
+               "Slurm sbatch(1)/srun(1): -A, -C, -q, -t, -N, -n, -J, -o, --gpus-per-node, "
+               "--ntasks-per-node,",
+               "  --cpus-per-task.")),
     System("polaris", "ALCF Polaris (32 cores + 4 A100 per node, PBS Pro + Cray PALS mpiexec)",
            "pbs", 32, 4, 1, True, (
-               "ALCF Polaris 'Running Jobs': qsub -l select/walltime/filesystems, -q, -A;",
+               "ALCF Polaris 'Running Jobs': qsub -N, -A, -q, -j, -l select=<n>:system=polaris,",
+               "  place=, walltime=, filesystems=;",
                "  mpiexec -n, -ppn, --depth, --cpu-bind depth.",
                "ALCF 'Using GPUs on Polaris Compute Nodes': set_affinity_gpu_polaris.sh,",
                "  MPICH_GPU_SUPPORT_ENABLED.")),
     System("aurora", "ALCF Aurora (102 usable cores + 6 Intel PVC per node, PBS Pro + Cray"
            " PALS mpiexec)", "pbs", 102, 6, 2, True, (
-               "ALCF 'Running Jobs on Aurora': qsub options, mpiexec -n/-ppn,",
+               "ALCF 'Running Jobs on Aurora': qsub -N, -A, -q, -k, -l select=, place=, "
+               "walltime=,",
+               "  filesystems=; mpiexec -n/-ppn,",
                "  --cpu-bind=list:<a>:<b>:... (cores 0 and 52 are reserved),",
                "  ZE_AFFINITY_MASK per rank (set_affinity_gpu_aurora.sh), MPIR_CVAR_ENABLE_GPU.")),
     System("flux", "the Flux resource manager (flux batch / flux run)", "flux", 32, 0, 1, False, (
@@ -82,11 +86,13 @@ SYSTEMS: dict[str, System] = {s.name: s for s in (
                "Slurm sbatch(1)/srun(1): --nodes, --ntasks, --ntasks-per-node, "
                "--cpus-per-task,",
                "  --cpu-bind=cores, --gpus-per-node, --gpu-bind=single:<n>, --time, "
-               "--account, --partition.")),
+               "--account,",
+               "  --partition, --job-name, --output, --exclusive.")),
     System("pbs", "a PBS Professional / OpenPBS cluster (MPICH Hydra mpiexec)", "pbs", 32, 0, 1,
            False, (
-               "PBS Professional User's Guide: -l select=<n>:ncpus=:mpiprocs=:ngpus=, "
-               "place, walltime.",
+               "PBS Professional User's Guide: qsub -N, -A, -q, -j, "
+               "-l select=<n>:ncpus=:mpiprocs=:ngpus=,",
+               "  place=, walltime=.",
                "MPICH 'Using the Hydra Process Manager': mpiexec -n, -ppn, -f <hostfile>;",
                "  -bind-to core{:<n>} as listed by Hydra's `mpiexec -bind-to -help`.")),
 )}

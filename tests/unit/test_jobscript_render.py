@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -317,3 +318,36 @@ def test_stdout_and_output_file_agree(tmp_path: Path,
     assert cli_main(["jobscript", "--system", "polaris", "--nodes", "2", "--walltime", "01:30",
                      str(spec)]) == 0
     assert capsys.readouterr().out == text
+
+
+def _cited(text: str) -> str:
+    lines = text.splitlines()
+    start = lines.index("# Launcher documentation used:")
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("#"))
+    return "\n".join(lines[start:end])
+
+
+_PREFIX = {"lsf": "#BSUB ", "slurm": "#SBATCH ", "pbs": "#PBS ", "flux": "# flux: "}
+
+
+@pytest.mark.parametrize("system", sorted(SYSTEMS))
+def test_every_flag_is_cited(system: str, tmp_path: Path) -> None:
+    """No invented flags: each launcher and directive option of the rendered script
+    appears in the launcher documentation its comments cite."""
+    extra = () if SYSTEMS[system].fixed else ("--gpus-per-node", "4")
+    text, _ = _render_cli(tmp_path, system, GPU_SPEC, *extra, "--account", "A1", "--queue",
+                          "q1")
+    cited = set(re.findall(r"[-\w]+", _cited(text)))
+    run = shlex.split(next(c for c in _commands(text) if "-m mpiwf run" in c))
+    launcher_words = run[:run.index("$PYTHON")]
+    flags = [w.split("=")[0] for w in launcher_words if w.startswith("-")]
+    prefix = _PREFIX[SYSTEMS[system].scheduler]
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            words = line[len(prefix):].split()
+            flags.append(words[0].split("=")[0])
+            if words[0] == "-l":  # PBS resources: select=..., walltime=..., place=...
+                flags += [kv.split("=")[0] for kv in words[1].split(":") if "=" in kv]
+    assert flags
+    missing = sorted({f for f in flags if f not in cited})
+    assert not missing, f"options not in the cited documentation: {missing}"
