@@ -296,6 +296,21 @@ def test_bad_input_exits_2_with_one_line(argv: list[str], tmp_path: Path,
     assert len(err.strip().splitlines()) == 1 and err.startswith("mpiwf jobscript: error:")
 
 
+@pytest.mark.parametrize("argv", [
+    ["--system", "slurm", "--nodes", "two", "--walltime", "00:10"],
+    ["--system", "cray", "--nodes", "1", "--walltime", "00:10"],
+    ["--nodes", "1", "--walltime", "00:10"],
+])
+def test_bad_options_exit_2_with_one_line(argv: list[str], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "wf.yaml"
+    spec.write_text(CPU_SPEC, encoding="utf-8")
+    assert cli_main(["jobscript", *argv, str(spec)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("mpiwf jobscript: error:")
+
+
 def test_missing_spec_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["jobscript", "--system", "pbs", "--nodes", "1", "--walltime", "00:10",
                      str(tmp_path / "nope.yaml")]) == 2
