@@ -3,7 +3,7 @@
 Pure: reads only the mapping it is given (``os.environ`` by default), never runs a
 scheduler command and never imports mpi4py. :func:`collect` is what ``mpiwf run``
 records in the trace's run attributes (``batch``); :func:`batch_rows` is what
-``mpiwf doctor`` prints.
+``mpiwf doctor`` prints (:func:`doctor_section` in its section format).
 
 Where the walltime comes from:
 
@@ -139,4 +139,15 @@ def batch_rows(info: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["PREFIXES", "batch_rows", "batch_vars", "collect", "hms"]
+def doctor_section(report: Mapping[str, Any] | None = None) -> list[tuple[str, str, str]]:
+    """:func:`batch_rows` as ``("batch", key, value)`` rows: a ``mpiwf doctor`` section.
+
+    Doctor's sections are functions ``f(report) -> [(section, item, value)]``; this one
+    ignores the report and reads this process's environment (rank 0's, where doctor
+    prints), so wiring it is ``SECTIONS.append(doctor_section)``.
+    """
+    del report
+    return [("batch", key, value) for key, value in batch_rows()]
+
+
+__all__ = ["PREFIXES", "batch_rows", "batch_vars", "collect", "doctor_section", "hms"]

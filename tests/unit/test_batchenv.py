@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 
-from mpiwf.batchenv import MAX_VALUE, batch_rows, batch_vars, collect, hms
+import pytest
+
+from mpiwf.batchenv import (
+    MAX_VALUE,
+    PREFIXES,
+    batch_rows,
+    batch_vars,
+    collect,
+    doctor_section,
+    hms,
+)
 
 SLURM = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_START_TIME": "1000",
          "SLURM_JOB_END_TIME": "4600", "HOME": "/home/u", "PATH": "/bin"}
@@ -64,3 +75,12 @@ def test_hms() -> None:
     assert hms(None) == "unknown"
     assert hms(59.6) == "0:01:00"
     assert hms(90061) == "25:01:01"
+
+
+def test_doctor_section_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in [k for k in os.environ if k.startswith(PREFIXES)]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("PBS_JOBID", "5.srv")
+    rows = doctor_section({"ignored": True})
+    assert rows[:2] == [("batch", "batch scheduler", "pbs"), ("batch", "job id", "5.srv")]
+    assert all(len(r) == 3 and r[0] == "batch" for r in rows)
