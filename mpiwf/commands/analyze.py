@@ -11,7 +11,8 @@ def add_parser(sub: Any) -> None:
     """Register the subcommand."""
     p = sub.add_parser("analyze", help="metrics of one or more traces",
                        description="Makespan, tasks, throughput, CPU/GPU utilization and "
-                       "per-set statistics of a trace. With two or more traces, the later "
+                       "per-set statistics, concurrency, scheduling overheads, realised vs model "
+                       "critical path and failures of a trace. With two or more traces, the later "
                        "ones are compared with the first: I = 1 - T_b/T_a.")
     p.add_argument("traces", nargs="+", help="HDF5 trace file(s)")
     p.add_argument("--run", type=int, default=-1, help="run group (default: the last)")
@@ -21,7 +22,7 @@ def add_parser(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status."""
-    from ..analysis import analyze_paths, compare, format_summary
+    from ..analysis import analyze_paths, compare, format_comparison, format_summary
 
     sums = analyze_paths(args.traces, args.run)
     comps = [compare(sums[0], s) for s in sums[1:]]
@@ -37,6 +38,8 @@ def main(args: argparse.Namespace) -> int:
         if i:
             print()
         print(format_summary(s))
+    if comps:
+        print("\n" + format_comparison(sums))
     for c in comps:
         print(f"\n{c['other']} vs {c['baseline']}: improvement I = {100 * c['improvement']:.1f} %"
               f", speed-up {c['speedup']:.3f}, utilization change cpu "
