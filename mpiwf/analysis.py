@@ -40,10 +40,37 @@ def check(tr: Trace) -> None:
         raise TraceError(f"{tr.path}: task table lacks field(s) {', '.join(missing)}")
 
 
-def _final_rows(t: np.ndarray) -> np.ndarray:
-    """Rows of attempts that ran (have a start and an end)."""
-    ok = np.isfinite(t["started"]) & np.isfinite(t["ended"]) & (t["worker"] >= 0)
-    return t[ok]
+class _Ran:
+    """Columns of the attempts that ran (a start, an end, a worker), gathered one
+    field at a time: copying whole 200-byte records of a million-row table costs
+    more than the metrics themselves."""
+
+    def __init__(self, t: np.ndarray) -> None:
+        self.t = t
+        self.mask = np.isfinite(t["started"]) & np.isfinite(t["ended"]) & (t["worker"] >= 0)
+        self.n = int(self.mask.sum())
+        self._cols: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        c = self._cols.get(name)
+        if c is None:
+            c = self._cols[name] = self.t[name][self.mask]
+        return c
+
+
+def _final_rows(t: np.ndarray) -> _Ran:
+    """The attempts that ran (have a start and an end), by column."""
+    return _Ran(t)
+
+
+def _marks(ids: np.ndarray, size: int) -> np.ndarray:
+    """Boolean membership array of dense non-negative ids (O(n), no sort)."""
+    m = np.zeros(size, dtype=bool)
+    m[ids] = True
+    return m
 
 
 def totals(tr: Trace) -> tuple[int, int]:
@@ -104,23 +131,30 @@ def step_series(t0: np.ndarray, t1: np.ndarray,
     """
     t0 = np.asarray(t0, dtype=float)
     t1 = np.asarray(t1, dtype=float)
-    w = np.asarray(weight, dtype=float)
+    w = np.asarray(weight)
+    if w.dtype.kind not in "iuf":
+        w = w.astype(float)
+    if w.dtype.kind == "u" or w.dtype.itemsize < 8:  # room for sums and negation
+        w = w.astype(np.float64 if w.dtype.kind == "f" else np.int64)
     if w.ndim == 0:
         w = np.broadcast_to(w, t0.shape)
     ok = np.isfinite(t0) & np.isfinite(t1) & (t1 > t0)
-    t0, t1, w = t0[ok], t1[ok], w[ok]
-    t = np.concatenate([t0, t1])
-    o = np.argsort(t, kind="stable")
+    t = np.concatenate([t0[ok], t1[ok]])
+    w = w[ok]
+    o = np.argsort(t)  # ties need no order: equal times collapse below
     t = t[o]
-    v = np.cumsum(np.concatenate([w, -w])[o], axis=0)
+    cols = [w] if w.ndim == 1 else [w[:, j] for j in range(w.shape[1])]
+    vs = [np.cumsum(np.concatenate([c, -c])[o]) for c in cols]
+    v = vs[0] if w.ndim == 1 else np.stack(vs, axis=1).reshape(len(t), len(cols))
     if not len(t):
         return t, v
     last = np.empty(len(t), dtype=bool)
     last[:-1] = t[1:] != t[:-1]
     last[-1] = True
     v = v[last]
-    tol = 1e-9 * max(1.0, float(np.abs(w).max()))
-    v[np.abs(v) < tol] = 0.0  # float residue of +w then -w
+    if v.dtype.kind == "f" and len(w):
+        tol = 1e-9 * max(1.0, float(np.abs(w).max()))
+        v[np.abs(v) < tol] = 0.0  # float residue of +w then -w
     return t[last], v
 
 
@@ -148,9 +182,9 @@ def utilization_series(tr: Trace) -> dict[str, np.ndarray]:
     """
     r = _final_rows(tr.tasks)
     cores, gpus = totals(tr)
-    w = np.stack([r["cores"], r["gpus"]], axis=1).astype(float)
+    w = np.stack([r["cores"], r["gpus"]], axis=1).astype(np.int64)
     times, v = step_series(r["started"], r["ended"], w.reshape(-1, 2))
-    v = v.reshape(-1, 2)
+    v = v.reshape(-1, 2).astype(float)
     return {"times": times, "cpu": v[:, 0] / cores if cores else np.zeros(len(times)),
             "gpu": v[:, 1] / gpus if gpus else np.zeros(len(times))}
 
@@ -162,15 +196,14 @@ def concurrency(tr: Trace) -> dict[str, np.ndarray]:
     Returns:
         ``{"times", "running", "waiting"}`` on shared times.
     """
-    t = tr.tasks
-    t = t[np.isfinite(t["started"]) & np.isfinite(t["ended"])]
+    t = _final_rows(tr.tasks)
     n = len(t)
-    w = np.zeros((2 * n, 2))
-    w[:n, 0] = 1.0
-    w[n:, 1] = 1.0
+    w = np.zeros((2 * n, 2), dtype=np.int64)
+    w[:n, 0] = 1
+    w[n:, 1] = 1
     times, v = step_series(np.concatenate([t["started"], t["ready"]]),
                            np.concatenate([t["ended"], t["started"]]), w)
-    v = np.rint(v.reshape(-1, 2)).astype(np.int64)
+    v = v.reshape(-1, 2)
     return {"times": times, "running": v[:, 0], "waiting": v[:, 1]}
 
 
@@ -193,27 +226,29 @@ def per_set(tr: Trace) -> list[dict[str, Any]]:
         mean = np.bincount(sid, dur, nsets) / cnt
         std = np.sqrt(np.bincount(sid, (dur - mean[sid]) ** 2, nsets) / cnt)
         wmean = np.bincount(sid[ok], wait[ok], nsets) / wcnt
-    o = np.lexsort((dur, sid))
-    ds, ss = dur[o], sid[o]
-    lo = np.searchsorted(ss, np.arange(nsets), "left")
-    hi = np.searchsorted(ss, np.arange(nsets), "right")
-    wo = np.lexsort((wait, sid))
-    ws = wait[wo]
+    o = np.argsort(sid, kind="stable")  # integer keys: a radix sort, O(n)
+    has = np.nonzero(cnt)[0]
+    lo = np.concatenate([[0], np.cumsum(cnt)[:-1]])[has]
+    dmin = np.full(nsets, np.nan)
+    dmax = np.full(nsets, np.nan)
+    wmax = np.full(nsets, np.nan)
+    if len(o):
+        ds, ws = dur[o], wait[o]
+        dmin[has] = np.minimum.reduceat(ds, lo)
+        dmax[has] = np.maximum.reduceat(ds, lo)
+        wmax[has] = np.fmax.reduceat(ws, lo)  # fmax skips NaN waits
     nfail = np.bincount(sid[np.isin(t["status"], FAILED_STATUSES)], minlength=nsets)
     out = []
     nan = float("nan")
     for s in tr.sets:
         k = int(s["sid"])
         n = int(cnt[k])
-        wmax = ws[lo[k]:hi[k]]
-        wmax = wmax[np.isfinite(wmax)]
         out.append({"set": s["name"], "tasks": n,
                     "mean": float(mean[k]) if n else nan,
                     "std": float(std[k]) if n else nan,
-                    "min": float(ds[lo[k]]) if n else nan,
-                    "max": float(ds[hi[k] - 1]) if n else nan,
+                    "min": float(dmin[k]), "max": float(dmax[k]),
                     "wait": float(wmean[k]) if wcnt[k] else nan,
-                    "wait_max": float(wmax.max()) if len(wmax) else nan,
+                    "wait_max": float(wmax[k]),
                     "failed": int(nfail[k])})
     return out
 
@@ -251,19 +286,24 @@ def failures(tr: Trace) -> dict[str, Any]:
         exception type, from the error table).
     """
     t = tr.tasks
-    bad = np.isin(t["status"], FAILED_STATUSES)
-    done_ids = np.unique(t["task"][t["status"] == DONE])
-    bad_ids = np.unique(t["task"][bad])
+    status = t["status"]
+    task = t["task"]
+    bad = np.isin(status, FAILED_STATUSES)
+    size = int(task.max()) + 1 if len(task) else 0
+    if len(task) and int(task.min()) < 0:
+        raise TraceError(f"{tr.path}: negative task id in the task table")
+    done = _marks(task[status == DONE], size)
+    failed_tasks = int(np.sum(_marks(task[bad], size) & ~done))
     ntasks = int(tr.attrs.get("ntasks", 0) or 0)
-    recorded = int(len(np.unique(t["task"])))
+    recorded = int(_marks(task, size).sum())
     types: dict[str, int] = {}
     for e in tr.errors:
         k = str(e.get("type", "?"))
         types[k] = types.get(k, 0) + 1
     return {"failed_attempts": int(bad.sum()),
             "retries": int(np.sum(t["attempt"] > 0)),
-            "retried_tasks": int(len(np.unique(t["task"][t["attempt"] > 0]))),
-            "failed_tasks": int(len(np.setdiff1d(bad_ids, done_ids, assume_unique=True))),
+            "retried_tasks": int(_marks(task[t["attempt"] > 0], size).sum()),
+            "failed_tasks": failed_tasks,
             "unrecorded": max(ntasks - recorded, 0),
             "errors": types}
 
@@ -301,10 +341,13 @@ def critical_path(tr: Trace) -> dict[str, Any]:
     sid_all = t["set"][rows].astype(np.int64)
     nsets = int(max([int(s["sid"]) for s in tr.sets] + [int(sid_all.max())])) + 1
     # the done row of each set that ended last (releases an all-to-all child)
-    o = np.lexsort((ended[rows], sid_all))
-    hi = np.searchsorted(sid_all[o], np.arange(nsets), "right") - 1
-    has = np.bincount(sid_all, minlength=nsets) > 0
-    last_of_set = np.where(has, rows[o][np.maximum(hi, 0)], -1)
+    e = ended[rows]
+    best = np.full(nsets, -np.inf)
+    np.maximum.at(best, sid_all, e)
+    # among rows ending at their set's latest end, the last row wins (any would do)
+    hit = np.nonzero(e == best[sid_all])[0]
+    last_of_set = np.full(nsets, -1, dtype=np.int64)
+    last_of_set[sid_all[hit]] = rows[hit]
     offs = _set_offsets(tr)
     parents_all: dict[int, list[int]] = {}
     parents_one: dict[int, list[int]] = {}
@@ -410,7 +453,11 @@ def summarize(tr: Trace) -> dict[str, Any]:
     ms = makespan(t)
     cores, gpus = totals(tr)
     ndone = int(np.sum(t["status"] == DONE))
-    status_counts = {int(k): int(v) for k, v in zip(*np.unique(t["status"], return_counts=True))}
+    st = t["status"].astype(np.int64)
+    if len(st) and int(st.min()) < 0:
+        raise TraceError(f"{tr.path}: negative status in the task table")
+    bc = np.bincount(st)
+    status_counts = {int(k): int(bc[k]) for k in np.nonzero(bc)[0]}
     conc = concurrency(tr)
     cp = critical_path(tr)
     cp.pop("task_ids")
