@@ -197,14 +197,24 @@ def concurrency(tr: Trace) -> dict[str, np.ndarray]:
         ``{"times", "running", "waiting"}`` on shared times.
     """
     t = _final_rows(tr.tasks)
-    n = len(t)
-    w = np.zeros((2 * n, 2), dtype=np.int64)
-    w[:n, 0] = 1
-    w[n:, 1] = 1
-    times, v = step_series(np.concatenate([t["started"], t["ready"]]),
-                           np.concatenate([t["ended"], t["started"]]), w)
-    v = v.reshape(-1, 2)
-    return {"times": times, "running": v[:, 0], "waiting": v[:, 1]}
+    s, e, r = t["started"], t["ended"], t["ready"]
+    run = np.isfinite(s) & np.isfinite(e) & (e > s)
+    wait = np.isfinite(r) & (s > r)
+    times = np.concatenate([s[run], e[run], r[wait], s[wait]])
+    nr, nw = int(run.sum()), int(wait.sum())
+    # one int8 step per event: running +1/-1, waiting +1/-1 (cheap to gather)
+    dr = np.concatenate([np.ones(nr, np.int8), -np.ones(nr, np.int8), np.zeros(2 * nw, np.int8)])
+    dw = np.concatenate([np.zeros(2 * nr, np.int8), np.ones(nw, np.int8), -np.ones(nw, np.int8)])
+    o = np.argsort(times)
+    times = times[o]
+    running = np.cumsum(dr[o], dtype=np.int64)
+    waiting = np.cumsum(dw[o], dtype=np.int64)
+    if len(times):
+        last = np.empty(len(times), dtype=bool)
+        last[:-1] = times[1:] != times[:-1]
+        last[-1] = True
+        times, running, waiting = times[last], running[last], waiting[last]
+    return {"times": times, "running": running, "waiting": waiting}
 
 
 # ====================================================================== per set, overheads

@@ -25,6 +25,8 @@ from .trace import Trace
 KINDS = ("gantt", "utilization", "concurrency")
 #: Above this many steps a series is drawn as time-averaged bins (exact averages).
 MAX_STEPS = 4000
+#: Above this many attempts a Gantt chart is painted as an image instead of bars.
+MAX_BARS = 20000
 _CPU, _GPU = "#1f77b4", "#d62728"
 
 
@@ -97,19 +99,25 @@ def _gantt(ax: Any, tr: Trace, colors: dict[str, Any], span: float) -> list[Any]
     h_pt = ax.get_window_extent().height * 72 / ax.figure.dpi
     lw = float(np.clip(0.8 * h_pt / nrows, 0.3, 12.0))
     names = {int(s["sid"]): str(s["name"]) for s in tr.sets}
-    handles = []
     failed = np.isin(r["status"], an.FAILED_STATUSES)
-    for sid in np.unique(r["set"]).tolist():
-        m = (r["set"] == sid) & ~failed
-        nm = names.get(sid, str(sid))
-        if m.any():
-            ax.hlines(row[m], r["started"][m] - t0, r["ended"][m] - t0, colors=[colors[nm]],
-                      linewidth=lw)
-        handles.append(_patch(colors.get(nm, "gray"), nm))
+    sids = np.unique(r["set"]).tolist()
+    handles = [_patch(colors.get(names.get(k, str(k)), "gray"), names.get(k, str(k)))
+               for k in sids]
     if failed.any():
-        ax.hlines(row[failed], r["started"][failed] - t0, r["ended"][failed] - t0,
-                  colors="black", linewidth=lw, linestyles="dotted")
         handles.append(_patch("black", "failed attempt"))
+    if len(r) > MAX_BARS:
+        _gantt_raster(ax, r, row, nrows, t0, span, [colors.get(names.get(k, str(k)), "gray")
+                                                     for k in sids], sids, failed)
+    else:
+        for sid in sids:
+            m = (r["set"] == sid) & ~failed
+            nm = names.get(sid, str(sid))
+            if m.any():
+                ax.hlines(row[m], r["started"][m] - t0, r["ended"][m] - t0,
+                          colors=[colors[nm]], linewidth=lw)
+        if failed.any():
+            ax.hlines(row[failed], r["started"][failed] - t0, r["ended"][failed] - t0,
+                      colors="black", linewidth=lw, linestyles="dotted")
     ax.set_ylim(-1, nrows)
     ax.set_ylabel(f"worker ({len(ranks)} ran tasks)")
     if len(ranks) <= 16:
@@ -117,6 +125,37 @@ def _gantt(ax: Any, tr: Trace, colors: dict[str, Any], span: float) -> list[Any]
     else:
         ax.set_yticks([])
     return handles
+
+
+def _gantt_raster(ax: Any, r: np.ndarray, row: np.ndarray, nrows: int, t0: float,
+                  span: float, palette: list[Any], sids: list[int],
+                  failed: np.ndarray) -> None:
+    """Paint a large Gantt chart as an image: one pixel column per time bin, one
+    pixel row per worker (or group of workers), the set of the attempt that holds it.
+
+    Painting costs O(attempts + pixels), where a million separate bars would take
+    matplotlib minutes; bars shorter than a bin still get one pixel.
+    """
+    from matplotlib.colors import to_rgba
+
+    nb = 2000
+    ny = min(nrows, 1500)
+    y = row * ny // max(nrows, 1)
+    scale = nb / max(span, 1e-12)
+    b0 = np.clip(np.floor((r["started"] - t0) * scale), 0, nb - 1).astype(np.int64)
+    b1 = np.clip(np.ceil((r["ended"] - t0) * scale), 0, nb).astype(np.int64)
+    lens = np.maximum(b1 - b0, 1)
+    code = np.searchsorted(np.array(sids), r["set"]).astype(np.int16)
+    code[failed] = len(sids)  # black
+    total = int(lens.sum())
+    first = np.repeat(np.cumsum(lens) - lens, lens)
+    cols = np.repeat(b0, lens) + (np.arange(total) - first)
+    img = np.full((ny, nb), -1, dtype=np.int16)
+    img[np.repeat(y, lens), np.minimum(cols, nb - 1)] = np.repeat(code, lens)
+    # palette: the sets, black for failures, then white at index -1 (empty)
+    pal = np.array([to_rgba(c) for c in palette] + [(0, 0, 0, 1), (1, 1, 1, 0)])
+    ax.imshow(pal[img], aspect="auto", interpolation="nearest", origin="lower",
+              extent=(0, nb / scale, -0.5, nrows - 0.5))
 
 
 def _patch(color: Any, label: str) -> Any:

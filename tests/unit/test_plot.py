@@ -75,3 +75,19 @@ def test_plot_cli(tmp_path, capsys) -> None:
     assert err.count("\n") == 1 and "unknown plot kind 'pie'" in err
     with pytest.raises(MpiwfError, match="cannot write"):
         plot([load(p)], "gantt", str(tmp_path / "no" / "such" / "dir.png"))
+
+
+def test_large_gantt_is_painted_as_an_image(tmp_path, monkeypatch) -> None:
+    import mpiwf.plot as mp
+
+    p = sim(tmp_path, "sequential", fail=True)
+    bars = pixels(plot([load(p)], "gantt", str(tmp_path / "bars.png")))
+    monkeypatch.setattr(mp, "MAX_BARS", 3)  # 12 attempts: the raster path
+    img = pixels(plot([load(p)], "gantt", str(tmp_path / "img.png")))
+    assert img.shape == bars.shape and img.std() > 0.05
+
+    def colored(a: np.ndarray) -> float:  # share of saturated (set-coloured) pixels
+        return float(np.mean(a.max(axis=2) - a.min(axis=2) > 0.3))
+
+    # the same attempts cover a comparable area either way (bars are thinner)
+    assert colored(img) > 0.05 and colored(bars) > 0.01
