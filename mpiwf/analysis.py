@@ -523,7 +523,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"workflow    {s['workflow']}  mode {s['mode']}{sim}",
         f"makespan    {s['makespan']:.3f} s",
         f"tasks       {s['tasks']} done of {s['rows']} attempt rows  {s['status']}",
-        f"throughput  {s['throughput']:.1f} tasks/s",
+        f"throughput  {s['throughput']:.4g} tasks/s",
         f"utilization cpu {100 * u['cpu']:.1f} %  gpu {100 * u['gpu']:.1f} %  "
         f"({s['resources']['cores']} cores, {s['resources']['gpus']} GPUs)",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 
@@ -32,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
         else:
             out = {"runs": sums, "comparisons": comps, "improvement": comps[0]["improvement"],
                    "speedup": comps[0]["speedup"]}
-        print(json.dumps(out, default=float))
+        print(json.dumps(_finite(out), default=float, allow_nan=False))
         return 0
     for i, s in enumerate(sums):
         if i:
@@ -46,3 +47,14 @@ def main(args: argparse.Namespace) -> int:
               f"{100 * c['utilization_change']['cpu']:+.1f} pt, gpu "
               f"{100 * c['utilization_change']['gpu']:+.1f} pt")
     return 0
+
+
+def _finite(x: Any) -> Any:
+    """NaN and infinities (e.g. the mean of an empty set) become null: strict JSON."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x

@@ -269,3 +269,17 @@ def test_trace_missing_fields_is_one_line_exit_2(tmp_path, capsys) -> None:
     assert cli(["analyze", str(p)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "lacks field(s) set, attempt" in err
+
+
+def test_empty_partial_trace_gives_strict_json(tmp_path, capsys) -> None:
+    path = write(tmp_path / "e.h5", [], close=False)
+    s = an.summarize(load(path))
+    assert s["partial"] and s["makespan"] == 0.0 and s["tasks"] == 0
+    assert s["failures"]["unrecorded"] == 3 and s["critical_path"]["tasks"] == 0
+    assert cli(["analyze", path, "--json"]) == 0
+
+    def no_nan(c: str) -> None:
+        raise AssertionError(f"non-finite {c} in JSON")
+
+    d = json.loads(capsys.readouterr().out, parse_constant=no_nan)
+    assert d["sets"][0]["mean"] is None and d["partial"] is True
