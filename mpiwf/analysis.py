@@ -333,9 +333,10 @@ def critical_path(tr: Trace) -> dict[str, Any]:
     Returns:
         ``length`` (first start on the path to its last end), ``busy`` (running time
         on the path), ``dependency_wait`` (a task's ready − its releasing parent's
-        end, summed), ``queue_wait`` (started − ready, summed), ``tasks`` (path
-        length in tasks), ``sets`` (set names along the path, repeats merged) and
-        ``task_ids`` (first to last).
+        end, summed), ``queue_wait`` (started − ready, summed over the path after
+        its first task), ``tasks`` (path length in tasks), ``sets`` (set names along
+        the path, repeats merged) and ``task_ids`` (first to last). ``busy +
+        dependency_wait + queue_wait == length`` whenever timestamps are ordered.
     """
     t = tr.tasks
     done = (t["status"] == DONE) & np.isfinite(t["ended"]) & np.isfinite(t["started"])
@@ -403,7 +404,7 @@ def critical_path(tr: Trace) -> dict[str, Any]:
     return {"length": float(p["ended"][-1] - p["started"][0]),
             "busy": float(np.sum(p["ended"] - p["started"])),
             "dependency_wait": float(np.nansum(np.maximum(dep, 0.0))),
-            "queue_wait": float(np.nansum(p["started"] - p["ready"])),
+            "queue_wait": float(np.nansum(p["started"][1:] - p["ready"][1:])),
             "tasks": len(path), "sets": sets, "task_ids": p["task"].tolist()}
 
 

@@ -116,7 +116,8 @@ def test_realised_and_model_critical_path(seq) -> None:
     assert cp["task_ids"] == [0, 2] and cp["sets"] == ["a", "b"]
     assert cp["length"] == 6.0 and cp["busy"] == 4.5
     assert cp["dependency_wait"] == pytest.approx(0.25)  # b ready 4.25, a[0] ended 4
-    assert cp["queue_wait"] == pytest.approx(1.0 + 1.25)
+    assert cp["queue_wait"] == pytest.approx(1.25)  # b: ready 4.25, started 5.5
+    assert cp["busy"] + cp["dependency_wait"] + cp["queue_wait"] == pytest.approx(cp["length"])
     m = an.model_critical_path(seq)
     assert m == {"length": 4.5, "sets": ["a", "b"]}
 
@@ -283,3 +284,40 @@ def test_empty_partial_trace_gives_strict_json(tmp_path, capsys) -> None:
 
     d = json.loads(capsys.readouterr().out, parse_constant=no_nan)
     assert d["sets"][0]["mean"] is None and d["partial"] is True
+
+
+def test_paper_dg2_sequential_vs_async_through_traces(tmp_path) -> None:
+    """The paper's DG2 on 16 Summit nodes: utilizations and I known in closed form."""
+    from mpiwf.simulate import simulate
+
+    paths = []
+    workers = uniform_workers(16, 168, 1, 6, gpu_workers_own_cores=False)
+    for mode in ("sequential", "async"):
+        wf = Workflow("DG2")
+        wf.add_set("T0", 96, "sleep", (385,), cores=16, gpus=1)
+        wf.add_set("T1", 16, "sleep", (154,), cores=40, after=["T0"])
+        wf.add_set("T2", 16, "sleep", (154,), cores=40, after=["T0"])
+        wf.add_set("T3", 48, "sleep", (769,), cores=4, gpus=1, after=["T1"])
+        wf.add_set("T4", 8, "sleep", (231,), cores=4, after=["T1"])
+        wf.add_set("T5", 8, "sleep", (231,), cores=4, after=["T2"])
+        wf.add_set("T6", 48, "sleep", (769,), cores=4, gpus=1, after=["T2"])
+        wf.add_set("T7", 16, "sleep", (462,), cores=4, after=["T4", "T5"])
+        paths.append(str(tmp_path / f"{mode}.h5"))
+        tw = TraceWriter(paths[-1], wf, workers, {"mode": mode, "simulated": True})
+        simulate(wf, workers, mode, trace=tw)
+        tw.close()
+    seq, asy = an.analyze_paths(paths)
+    t_seq, t_async = 385 + 154 + 769 + 462, 385 + 154 + 769
+    gpu_s = 96 * 385 + 96 * 769  # GPU-seconds: T0, T3 and T6
+    core_s = 96 * 16 * 385 + 32 * 40 * 154 + 96 * 4 * 769 + 16 * 4 * 231 + 16 * 4 * 462
+    assert (seq["makespan"], asy["makespan"]) == (t_seq, t_async)
+    assert seq["utilization"]["gpu"] == pytest.approx(gpu_s / (96 * t_seq))  # 65.2 %
+    assert asy["utilization"]["gpu"] == pytest.approx(gpu_s / (96 * t_async))  # 88.2 %
+    assert asy["utilization"]["cpu"] == pytest.approx(core_s / (2688 * t_async))
+    assert an.compare(seq, asy)["improvement"] == pytest.approx(1 - t_async / t_seq)
+    # async: the realised path is the model's; sequential: T7 waited for the barrier
+    assert asy["critical_path"]["length"] == asy["model_critical_path"]["length"] == t_async
+    assert asy["critical_path"]["sets"] in (["T0", "T1", "T3"], ["T0", "T2", "T6"])
+    cp = seq["critical_path"]
+    assert cp["sets"][-1] == "T7" and cp["length"] == t_seq
+    assert cp["busy"] + cp["dependency_wait"] + cp["queue_wait"] == pytest.approx(t_seq)
