@@ -119,7 +119,7 @@ def _gantt(ax: Any, tr: Trace, colors: dict[str, Any], span: float) -> list[Any]
             ax.hlines(row[failed], r["started"][failed] - t0, r["ended"][failed] - t0,
                       colors="black", linewidth=lw, linestyles="dotted")
     ax.set_ylim(-1, nrows)
-    ax.set_ylabel(f"worker ({len(ranks)} ran tasks)")
+    ax.set_ylabel(f"worker: {len(ranks)} ran tasks\n(gang leaders)")
     if len(ranks) <= 16:
         ax.set_yticks(range(len(ranks)), [f"rank {k}" for k in ranks.tolist()])
     else:
