@@ -321,3 +321,21 @@ def test_paper_dg2_sequential_vs_async_through_traces(tmp_path) -> None:
     cp = seq["critical_path"]
     assert cp["sets"][-1] == "T7" and cp["length"] == t_seq
     assert cp["busy"] + cp["dependency_wait"] + cp["queue_wait"] == pytest.approx(t_seq)
+
+
+def test_scale_benchmark_runs_small(tmp_path) -> None:
+    """The 1M-task benchmark script, at 20,000 tasks, so it cannot rot unnoticed."""
+    import os
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    keep = str(tmp_path / "s.h5")
+    r = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "analysis_scale.py"),
+                        "--tasks", "20000", "--keep", keep], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=root), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "ns/row" in r.stdout and "target 10 s: met" in r.stdout
+    tr = load(keep)
+    f = an.failures(tr)
+    assert f["failed_attempts"] == f["retries"] == f["retried_tasks"] > 0
+    assert an.summarize(tr)["tasks"] == 20000
