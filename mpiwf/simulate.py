@@ -8,6 +8,7 @@ as a real run (marked ``simulated``). This module never imports mpi4py.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import heapq
 from collections.abc import Callable, Sequence
@@ -78,10 +79,25 @@ def task_durations(wf: Workflow, seed: int = 0) -> Callable[[int], float]:
     return dur
 
 
+def fifo_view(wf: Workflow) -> Workflow:
+    """A shallow view of ``wf`` whose duration estimates are all 0.
+
+    The scheduler orders ready work by critical-path priority computed from the
+    estimates; with all of them 0 every set ties and ready work is taken
+    first-ready first (FIFO), the order of a middleware without priorities. Set
+    ids, task ids and dependencies are those of ``wf``.
+    """
+    view = copy.copy(wf)
+    view.sets = [dataclasses.replace(ts, duration=0.0) for ts in wf.sets]
+    view.by_name = {ts.name: ts for ts in view.sets}
+    return view
+
+
 def simulate(wf: Workflow, workers: Sequence[WorkerSpec], mode: str = "async", *,
              seed: int = 0, durations: Callable[[int], float] | None = None,
              trace: Any = None, validate: bool = False,
-             on_done: Callable[[int, float], None] | None = None) -> SimResult:
+             on_done: Callable[[int, float], None] | None = None,
+             order: str = "critical_path") -> SimResult:
     """Run ``wf`` on virtual ``workers`` and return the virtual makespan.
 
     Args:
@@ -94,13 +110,18 @@ def simulate(wf: Workflow, workers: Sequence[WorkerSpec], mode: str = "async", *
         validate: check the scheduler's invariants after every event.
         on_done: called with (task id, virtual time) after each completion; it may
             add sets to the workflow (adaptive workflows).
+        order: ``critical_path`` (the scheduler's priority) or ``fifo`` (ready work
+            first-ready first, see :func:`fifo_view`; not with ``on_done``).
 
     Raises:
         RunError: the scheduler stalled (a request the machine cannot hold).
     """
     _, window = parse_mode(mode)
-    sched = Scheduler(wf, workers, window=window, prefetch=0, validate=validate)
+    if order not in ("critical_path", "fifo"):
+        raise RunError(f"order: unknown order {order!r} (critical_path or fifo)")
     dur = durations or task_durations(wf, seed)
+    sched = Scheduler(fifo_view(wf) if order == "fifo" else wf, workers, window=window,
+                      prefetch=0, validate=validate)
     ranks = [w.rank for w in workers]
     nodes = [w.node for w in workers]
     heap: list[tuple[float, int]] = []
@@ -148,3 +169,54 @@ def simulate(wf: Workflow, workers: Sequence[WorkerSpec], mode: str = "async", *
     arr = np.array(rows, dtype=ROW_DTYPE) if rows else np.zeros(0, ROW_DTYPE)
     makespan = float(arr["ended"].max() - arr["started"].min()) if len(arr) else 0.0
     return SimResult(makespan, len(arr), arr, events)
+
+
+def simulate_to_trace(wf: Workflow, workers: Sequence[WorkerSpec], mode: str = "async", *,
+                      trace_path: str | None = None, seed: int = 0,
+                      order: str = "critical_path",
+                      attrs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Simulate and (optionally) write the same HDF5 trace a real run writes.
+
+    The trace is marked ``simulated`` and carries the mode, order, seed and any
+    ``attrs`` (e.g. the layout); ``mpiwf analyze`` reads it like a real one.
+
+    Args:
+        wf: the workflow.
+        workers: the virtual machine.
+        mode: ``async``, ``sequential`` or ``doa=K``.
+        trace_path: HDF5 file to write, or ``None``.
+        seed: seed of duration distributions.
+        order: ``critical_path`` or ``fifo``.
+        attrs: extra run attributes.
+
+    Returns:
+        ``makespan``, ``tasks``, ``utilization`` (cpu, gpu), ``events``, ``mode``,
+        ``order``, ``seed``, ``resources`` and ``trace``.
+    """
+    from .analysis import utilization
+
+    parse_mode(mode)
+    writer = None
+    if trace_path:
+        from .trace import TraceWriter, versions
+
+        run_attrs: dict[str, Any] = {"mode": mode, "simulated": True, "order": order,
+                                     "seed": seed, "versions": versions(),
+                                     "ranks": len(workers) + 1}
+        run_attrs.update(attrs or {})
+        writer = TraceWriter(trace_path, wf, workers, run_attrs, start_time=0.0)
+    try:
+        res = simulate(wf, workers, mode, seed=seed, trace=writer, order=order)
+    except BaseException:
+        if writer is not None:
+            writer.close(complete=False)
+        raise
+    cores = sum(w.cores for w in workers)
+    gpus = sum(w.gpus for w in workers)
+    util = utilization(res.rows, cores, gpus, res.makespan)
+    if writer is not None:
+        writer.close(complete=True, makespan=res.makespan, tasks_done=res.tasks)
+    return {"makespan": res.makespan, "tasks": res.tasks, "utilization": util,
+            "events": res.events, "mode": mode, "order": order, "seed": seed,
+            "resources": {"workers": len(workers), "cores": cores, "gpus": gpus},
+            "trace": trace_path}
