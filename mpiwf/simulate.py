@@ -69,12 +69,19 @@ def task_durations(wf: Workflow, seed: int = 0) -> Callable[[int], float]:
             return ts.duration * rng.lognormal(0.0, float(d.get("sigma", 0.1)), n)
         raise RunError(f"sets.{ts.name}.duration_dist: unknown dist {kind!r}")
 
+    last: list[Any] = [0, 0, None]  # [lo, hi, values] of the set looked up last
+
     def dur(tid: int) -> float:
-        ts = wf.set_of(tid)
-        v = per_set.get(ts.sid)
-        if v is None:
-            v = per_set[ts.sid] = draw(ts.sid)
-        return float(v) if isinstance(v, float) else float(v[tid - ts.offset])
+        lo, hi, v = last
+        if not lo <= tid < hi:  # tasks are dispatched in runs of one set: rarely taken
+            ts = wf.set_of(tid)
+            v = per_set.get(ts.sid)
+            if v is None:
+                v = per_set[ts.sid] = draw(ts.sid)
+            lo = last[0] = ts.offset
+            last[1] = ts.offset + ts.n
+            last[2] = v
+        return v if isinstance(v, float) else float(v[tid - lo])
 
     return dur
 
@@ -124,19 +131,20 @@ def simulate(wf: Workflow, workers: Sequence[WorkerSpec], mode: str = "async", *
                       prefetch=0, validate=validate)
     ranks = [w.rank for w in workers]
     nodes = [w.node for w in workers]
-    heap: list[tuple[float, int]] = []
-    start: dict[int, float] = {}
+    heap: list[tuple[float, int, float]] = []  # (end, task, start)
     rows: list[tuple[Any, ...]] = []
     now = 0.0
     sched.now = now
     sched.start()
     events = 0
-    set_of = sched.set_of
     created = 0.0
+    ready_at = float("nan")  # filled from the scheduler's table at the end (no trace)
+    lo = hi = 0  # task-id range of the set looked up last: completions come in runs
+    sid = off = cores = gpus = 0
+    push, pop = heapq.heappush, heapq.heappop
     while not sched.finished:
         for tid, _gang in sched.schedule():
-            start[tid] = now
-            heapq.heappush(heap, (now + dur(tid), tid))
+            push(heap, (now + dur(tid), tid, now))
         if not heap:
             if sched.finished:
                 break
@@ -145,28 +153,36 @@ def simulate(wf: Workflow, workers: Sequence[WorkerSpec], mode: str = "async", *
         now = heap[0][0]
         sched.now = now
         while heap and heap[0][0] == now:
-            _, tid = heapq.heappop(heap)
+            _, tid, t0 = pop(heap)
             gang = sched.running[tid]
-            sid = set_of(tid)
-            ts = wf.sets[sid]
+            if not lo <= tid < hi:
+                ts = wf.set_of(tid)
+                sid, off, cores, gpus = ts.sid, ts.offset, ts.cores, ts.gpus
+                lo, hi = off, off + ts.n
             sched.task_done(tid)
             events += 1
-            t0 = start.pop(tid)
-            rows.append((tid, sid, tid - ts.offset, 0, DONE, ranks[gang[0]], len(gang),
-                         nodes[gang[0]], ts.cores, ts.gpus, created,
-                         float(sched.ready_at[tid]), t0, t0, now, now))
+            lead = gang[0]
             if trace is not None:
-                trace.add(rows[-1])
+                ready_at = float(sched.ready_at[tid])
+            row = (tid, sid, tid - off, 0, DONE, ranks[lead], len(gang), nodes[lead], cores,
+                   gpus, created, ready_at, t0, t0, now, now)
+            rows.append(row)
+            if trace is not None:
+                trace.add(row)
             if on_done is not None:
                 nsets = len(wf.sets)
                 on_done(tid, now)
                 if len(wf.sets) > nsets:
+                    lo = hi = 0
                     sched.tasks_added()
                     if trace is not None:
                         trace.sets_added()
     from .trace import ROW_DTYPE
 
     arr = np.array(rows, dtype=ROW_DTYPE) if rows else np.zeros(0, ROW_DTYPE)
+    del rows
+    if trace is None and len(arr):
+        arr["ready"] = sched.ready_at[arr["task"]]
     makespan = float(arr["ended"].max() - arr["started"].min()) if len(arr) else 0.0
     return SimResult(makespan, len(arr), arr, events)
 
