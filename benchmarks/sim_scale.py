@@ -62,7 +62,8 @@ def child(n: int, profile: bool) -> dict[str, float]:
     assert res.tasks == n, (res.tasks, n)
     return {"n": n, "build_s": t1 - t0, "sim_s": t2 - t1, "total_s": t2 - t0,
             "per_task_us": 1e6 * (t2 - t0) / n,
-            "cpu_s": c2 - c0, "cpu_per_task_us": 1e6 * (c2 - c0) / n, "bytes_per_task": (peak - base) * 1024 / n,
+            "cpu_s": c2 - c0, "cpu_per_task_us": 1e6 * (c2 - c0) / n,
+            "bytes_per_task": (peak - base) * 1024 / n,
             "makespan": res.makespan}
 
 

@@ -216,8 +216,8 @@ def model(wf: Workflow, workers: Sequence[WorkerSpec] | None = None,
     lev = wf.levels()
     doa = structural_doa(wf)
     return ModelResult(
-        t_seq=t_seq, t_seq_stages=t_stages, t_async=t_async, t_async_path=t_path, t_async_list=t_list,
-        t_seq_list=t_seq_list,
+        t_seq=t_seq, t_seq_stages=t_stages, t_async=t_async, t_async_path=t_path,
+        t_async_list=t_list, t_seq_list=t_seq_list,
         improvement=1.0 - t_async / t_seq if t_seq > 0 else 0.0,
         speedup=t_seq / t_async if t_async > 0 else 1.0,
         doa=len(doa), doa_sets=[names[s] for s in doa],

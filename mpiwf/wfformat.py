@@ -76,7 +76,7 @@ def from_wfformat(doc: Any, source: str = "wfformat", time_scale: float = 1.0,
         rt = info.get("runtimeInSeconds", info.get("runtime", 0.0))
         if isinstance(rt, bool) or not isinstance(rt, (int, float)) or rt < 0 or rt != rt:
             raise SpecError(f"{p}.runtimeInSeconds", f"must be a number >= 0, got {rt!r}")
-        cores = default_cores
+        cores: Any = default_cores
         for key in ("coresCount", "coreCount", "cores"):  # 1.4/1.5 spellings, then 1.3
             if key in info:
                 cores = info[key]
