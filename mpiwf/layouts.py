@@ -133,3 +133,29 @@ def get(name: str) -> Layout:
 def workers(name: str, nodes: int | None = None) -> list[WorkerSpec]:
     """Workers of a named or file layout on ``nodes`` nodes."""
     return get(name).workers(nodes)
+
+
+def rank_layout(gpu_workers: int) -> Any:
+    """A layout for :func:`mpiwf.runner.run` on local ranks: one node whose first
+    ``gpu_workers`` worker ranks each hold one core and one virtual GPU and whose
+    other worker ranks hold one core.
+
+    Returns:
+        A function from the ranks' discovery dicts (rank 0 first) to the workers;
+        with no discovery dicts beyond rank 0 it makes ``[]``. Call it with
+        :func:`fake_infos` to get the same workers for the simulator.
+    """
+    def layout(infos: list[dict[str, Any]]) -> list[WorkerSpec]:
+        ranks = infos[1:]
+        return [WorkerSpec(rank=int(i["rank"]), node=0, host=str(i.get("host", "localhost")),
+                           cores=1, gpus=1 if k < gpu_workers else 0,
+                           gpu_ids=(k,) if k < gpu_workers else (),
+                           virtual_gpu=k < gpu_workers)
+                for k, i in enumerate(ranks)]
+
+    return layout
+
+
+def fake_infos(ranks: int, host: str = "localhost") -> list[dict[str, Any]]:
+    """Discovery dicts of ``ranks`` ranks on one host (for :func:`rank_layout`)."""
+    return [{"rank": r, "host": host} for r in range(ranks)]
