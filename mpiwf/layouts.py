@@ -142,11 +142,11 @@ def rank_layout(gpu_workers: int) -> Any:
 
     Returns:
         A function from the ranks' discovery dicts (rank 0 first) to the workers;
-        with no discovery dicts beyond rank 0 it makes ``[]``. Call it with
+        in a 1-rank run rank 0 itself is the only worker. Call it with
         :func:`fake_infos` to get the same workers for the simulator.
     """
     def layout(infos: list[dict[str, Any]]) -> list[WorkerSpec]:
-        ranks = infos[1:]
+        ranks = infos[1:] if len(infos) > 1 else infos
         return [WorkerSpec(rank=int(i["rank"]), node=0, host=str(i.get("host", "localhost")),
                            cores=1, gpus=1 if k < gpu_workers else 0,
                            gpu_ids=(k,) if k < gpu_workers else (),
