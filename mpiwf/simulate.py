@@ -126,6 +126,9 @@ def simulate(wf: Workflow, workers: Sequence[WorkerSpec], mode: str = "async", *
     _, window = parse_mode(mode)
     if order not in ("critical_path", "fifo"):
         raise RunError(f"order: unknown order {order!r} (critical_path or fifo)")
+    if order == "fifo" and on_done is not None:
+        raise RunError("order fifo cannot be combined with on_done (the view would not see "
+                       "added sets)")
     dur = durations or task_durations(wf, seed)
     sched = Scheduler(fifo_view(wf) if order == "fifo" else wf, workers, window=window,
                       prefetch=0, validate=validate)
