@@ -1,7 +1,8 @@
 """``python -m apps.deepdrivemd``: run DeepDriveMD under mpiexec and print its numbers.
 
 Launch: ``mpiexec -n 4 python -m apps.deepdrivemd --size demo --mode async --trace a.h5``.
-Bad input: one line on stderr, exit status 2.
+Exit status: 0 done, 1 a task failed (one line; the trace holds the traceback), 2 bad
+input (one line on stderr).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def report(res: dict[str, Any], trace: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run the app; returns the exit status."""
     from mpiwf import MpiwfError
+    from mpiwf.futures import TaskFailed
 
     args = parse(argv)
     try:
@@ -73,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.trace and not os.path.isdir(os.path.dirname(os.path.abspath(args.trace))):
             raise MpiwfError(f"--trace: directory of {args.trace!r} does not exist")
         res = run(args.size, args.mode, trace_path=args.trace or None, rundir=args.rundir)
+    except TaskFailed as exc:  # a kernel failed: the trace holds its traceback
+        sys.stderr.write(f"deepdrivemd: {exc}\n")
+        return 1
     except MpiwfError as exc:
         sys.stderr.write(f"deepdrivemd: {exc}\n")
         return 2
