@@ -108,3 +108,25 @@ def test_empty_driver_and_sequential_mode(comm: MPI.Comm, shared_dir: str) -> No
     assert min(s for s, _ in rows["c"]) >= end0  # the barrier holds b too
     assert rows["d"][0][0] >= max(e for _, e in rows["c"])
     assert load(path).attrs["mode"] == "sequential"
+
+
+def test_doa_window_holds_sets_added_later(comm: MPI.Comm, shared_dir: str) -> None:
+    path = os.path.join(shared_dir, "d.h5")
+    doa = Config(progress_interval=0, validate=True, mode="doa=2")
+
+    def main(ex: fx.Executor) -> None:
+        z0 = ex.submit("sleep", 0.3, name="z0")                # stage 0, long
+        s0 = ex.submit("sleep", 0.01, n=2, name="s0")          # stage 0
+        s0.result(timeout=60)
+        s1 = ex.submit("noop", after=[s0], name="s1")          # stage 1: inside the window
+        s2 = ex.submit("noop", after=[s1], name="s2")          # stage 2: waits for stage 0
+        fx.wait([z0, s2], timeout=60)
+
+    fx.run(main, doa, trace_path=path, comm=comm)
+    if comm.Get_rank() != 0:
+        return
+    rows = _rows(path)
+    assert rows["s1"][0][0] >= max(e for _, e in rows["s0"])
+    assert rows["s2"][0][0] >= rows["z0"][0][1]
+    if comm.Get_size() > 2:  # a free worker: stage 1 need not wait for z0
+        assert rows["s1"][0][0] < rows["z0"][0][1]
