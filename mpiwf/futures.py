@@ -60,6 +60,7 @@ class Future:
         self._left = n
         self._error: BaseException | None = None
         self._done = False
+        self._dead = False  # some task was skipped or cancelled (it sends no result)
 
     def __repr__(self) -> str:
         state = "pending" if not self._done else ("failed" if self._error else "done")
@@ -259,26 +260,39 @@ class Executor:
             fut._left -= 1
             if fut._left == 0:
                 fut._settle()
+            elif fut._dead and self.master is not None:
+                self._settle_if_ended(fut)  # its other tasks were skipped: no events
+
+    def _terminal(self, fut: Future) -> tuple[bool, int]:
+        """(every task of the set has ended, how many were skipped or cancelled)."""
+        from .scheduler import CANCELLED, SKIPPED, TERMINAL
+
+        assert self.master is not None
+        ts = self.wf.sets[fut.sid]
+        states = self.master.sched.state[ts.offset:ts.offset + ts.n]
+        return (all(x in TERMINAL for x in states),
+                sum(1 for x in states if x in (SKIPPED, CANCELLED)))
+
+    def _settle_if_ended(self, fut: Future) -> None:
+        # called with the condition held, for a set some of whose tasks sent no result
+        ended, gone = self._terminal(fut)
+        if gone:
+            fut._dead = True
+        if ended:
+            fut._settle(None if fut._error is not None else TaskFailed(
+                f"{fut.name}: {gone} task(s) skipped or cancelled (a dependency failed, or "
+                "the run stopped)"))
 
     def _settle_dead(self, sched: Any) -> None:
         """Settle futures whose tasks were skipped or cancelled (they send no result)."""
-        from .scheduler import CANCELLED, SKIPPED
-
         dead = sched.n_skipped + sched.n_cancelled
         if dead == self._seen_dead:
             return
         self._seen_dead = dead
         with self._cv:
             for fut in self._open:
-                if fut._done:
-                    continue
-                ts = self.wf.sets[fut.sid]
-                states = sched.state[ts.offset:ts.offset + ts.n]
-                gone = sum(1 for s in states if s in (SKIPPED, CANCELLED))
-                if gone and gone + sum(1 for s in states if s not in (SKIPPED, CANCELLED)
-                                       and s >= 4) == ts.n:
-                    fut._settle(TaskFailed(f"{fut.name}: {gone} task(s) skipped or cancelled "
-                                           "(a dependency failed, or the run stopped)"))
+                if not fut._done:
+                    self._settle_if_ended(fut)
             self._open = [f for f in self._open if not f._done]
 
     def pump(self) -> bool:

@@ -91,3 +91,20 @@ def test_wait_timeout_returns_not_done() -> None:
     assert not done and not_done == {f}
     with pytest.raises(TimeoutError):
         list(fx.as_completed([f], timeout=0.05))
+
+
+def test_a_stop_settles_a_half_cancelled_set() -> None:
+    """Two tasks run to the end, two are cancelled before they start (no result comes
+    for those): the future settles from the scheduler's states, before the run ends."""
+    def main(ex: fx.Executor) -> str:
+        f = ex.submit("sleep", 0.2, n=4, duration=1.0, name="work")
+        while ex.master is None or ex.master.sched.n_running < 2:
+            threading.Event().wait(0.01)
+        ex.master.request_stop("test stop")
+        with pytest.raises(fx.TaskFailed, match="2 task"):
+            f.result(timeout=30)
+        return "ok"
+
+    s, out = drive(main, nworkers=2)
+    assert "error" not in out, out
+    assert out["value"] == "ok" and (s.done, s.cancelled) == (2, 2)
