@@ -121,6 +121,7 @@ class _Request:
     duration: float
     retries: int
     timeout: float | None
+    lookahead: float
 
 
 class Executor:
@@ -148,7 +149,8 @@ class Executor:
     def submit(self, kernel: str, *args: Any, after: Sequence[Future] = (), n: int = 1,
                ranks: int = 1, cores: int = 1, gpus: int = 0, duration: float = 0.0,
                name: str | None = None, kwargs: dict[str, Any] | None = None,
-               retries: int = 0, timeout: float | None = None) -> Future:
+               retries: int = 0, timeout: float | None = None,
+               lookahead: float = 0.0) -> Future:
         """Add a set of ``n`` tasks running ``kernel(*args, **kwargs)`` to the run.
 
         Args:
@@ -165,6 +167,9 @@ class Executor:
             kwargs: keyword arguments of the kernel.
             retries: times a failed task is tried again.
             timeout: seconds after which a task counts as failed.
+            lookahead: seconds of work the driver expects to submit later that will
+                depend on this set; the scheduler ranks the set (and its ancestors) as
+                if that chain were already there, so the critical path is served first.
 
         Returns:
             A :class:`Future` for the set.
@@ -194,7 +199,8 @@ class Executor:
             self._queue.append(_Request(future=fut, kernel=kernel, args=args,
                                         kwargs=dict(kwargs or {}), after=list(after), n=n,
                                         ranks=ranks, cores=cores, gpus=gpus, duration=duration,
-                                        retries=retries, timeout=timeout))
+                                        retries=retries, timeout=timeout,
+                                        lookahead=float(lookahead)))
             self._cv.notify_all()
         return fut
 
@@ -235,6 +241,7 @@ class Executor:
                 except MpiwfError as exc:
                     fut._settle(exc)
                     continue
+                ts.lookahead = r.lookahead
                 fut.sid = ts.sid
                 self._open.append(fut)
                 added += 1

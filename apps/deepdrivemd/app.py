@@ -114,6 +114,7 @@ def driver(ex: fx.Executor, size: Size, mode: str) -> dict[str, Any]:
     """
     p = size.params()
     lag = 1 if mode == "sequential" else 2
+    chain = sum(size.durations.values())
     its: list[dict[str, Any]] = []
     for i in range(size.iters):
         restarts = None
@@ -126,11 +127,15 @@ def driver(ex: fx.Executor, size: Size, mode: str) -> dict[str, Any]:
         args: dict[str, tuple[Any, ...]] = {"sim": (i, p, restarts), "agg": (i, p),
                                             "train": (i, p), "agent": (i, p)}
         kernels = {"sim": "md", "agg": "aggregate", "train": "train", "agent": "agent"}
+        # the iterations that will restart from this one's agent are not submitted yet:
+        # tell the scheduler their chain, so this iteration's analysis goes first
+        later = len(range(i + lag, size.iters, lag))
         for st in STAGES:
             cores, gpus = size.requests[st]
             fut[st] = ex.submit(K + kernels[st], *args[st], n=size.counts()[st], after=after,
                                 cores=cores, gpus=gpus, duration=size.durations[st],
-                                name=f"{st}{i}")
+                                name=f"{st}{i}",
+                                lookahead=later * chain if st == "agent" else 0.0)
             after = [fut[st]]
         its.append(fut)
     fx.wait([f[st] for f in its for st in STAGES])

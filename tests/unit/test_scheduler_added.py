@@ -16,3 +16,16 @@ def test_added_child_raises_the_priority_of_a_queued_parent() -> None:
     s.tasks_added()
     first = s.schedule()
     assert [wf.set_of(t).name for t, _g in first] == ["a"]
+
+
+def test_lookahead_ranks_a_set_by_the_work_still_to_come() -> None:
+    wf = Workflow("look")
+    wf.add_set("b", 2, "noop", duration=2.0)
+    wf.add_set("a", 2, "noop", duration=1.0)
+    wf.add_set("a2", 1, "noop", duration=1.0, after=["a"])
+    assert wf.bottom_levels() == [2.0, 2.0, 1.0]
+    wf.sets[2].lookahead = 5.0   # a driver will hang 5 s of work below a2
+    assert wf.bottom_levels() == [2.0, 6.0, 5.0]
+    s = Scheduler(wf, uniform_workers(1, 1), validate=True)
+    s.start()
+    assert [wf.set_of(t).name for t, _g in s.schedule()] == ["a"]
