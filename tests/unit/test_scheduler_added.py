@@ -25,7 +25,7 @@ def test_lookahead_ranks_a_set_by_the_work_still_to_come() -> None:
     wf.add_set("a2", 1, "noop", duration=1.0, after=["a"])
     assert wf.bottom_levels() == [2.0, 2.0, 1.0]
     wf.sets[2].lookahead = 5.0   # a driver will hang 5 s of work below a2
-    assert wf.bottom_levels() == [2.0, 6.0, 5.0]
+    assert wf.bottom_levels() == [2.0, 7.0, 6.0]
     s = Scheduler(wf, uniform_workers(1, 1), validate=True)
     s.start()
     assert [wf.set_of(t).name for t, _g in s.schedule()] == ["a"]
