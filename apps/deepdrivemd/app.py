@@ -67,10 +67,10 @@ SIZES: dict[str, Size] = {
                  {"sim": 0.05, "agg": 0.01, "train": 0.05, "agent": 0.01},
                  {"n_beads": 12, "n_steps": 300, "save_every": 30, "dt": 0.004, "seed": 0,
                   "latent_dim": 3, "hidden_dim": 16, "epochs": 8, "n_neighbors": 5}),
-    "demo": Size("demo", 3, 6, 2, 1, _CPU,
-                 {"sim": 2.0, "agg": 0.05, "train": 1.5, "agent": 0.1},
+    "demo": Size("demo", 3, 3, 2, 1, _CPU,
+                 {"sim": 2.0, "agg": 0.05, "train": 2.0, "agent": 0.1},
                  {"n_beads": 24, "n_steps": 30000, "save_every": 200, "dt": 0.004, "seed": 0,
-                  "latent_dim": 4, "hidden_dim": 64, "epochs": 150, "n_neighbors": 10}),
+                  "latent_dim": 4, "hidden_dim": 64, "epochs": 400, "n_neighbors": 10}),
     # the paper's counts, requests and durations (paper-reference.md); science sized
     # for a GPU node
     "summit": Size("summit", 3, 96, 16, 96,
