@@ -53,6 +53,16 @@ def report(res: dict[str, Any], trace: str) -> dict[str, Any]:
     return out
 
 
+def _rank() -> int:
+    """This process's rank when MPI is running, else 0 (never starts MPI)."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is None or not mpi.Is_initialized() or mpi.Is_finalized():
+        from mpiwf.cli import _rank as launcher_rank  # the launcher's rank variables
+
+        return launcher_rank()
+    return int(mpi.COMM_WORLD.Get_rank())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the app; returns the exit status."""
     from mpiwf import MpiwfError
@@ -79,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"deepdrivemd: {exc}\n")
         return 1
     except MpiwfError as exc:
-        sys.stderr.write(f"deepdrivemd: {exc}\n")
+        if _rank() == 0:  # every rank gets a refused workflow; one line is enough
+            sys.stderr.write(f"deepdrivemd: {exc}\n")
         return 2
     if res is None:
         return 0
