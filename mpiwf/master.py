@@ -132,6 +132,9 @@ class Master:
         self.byes: dict[int, Any] = {}
         self.stop_requested = False
         self.stop_reason = ""
+        #: called once per loop turn; while it returns True the run stays open even
+        #: with every task finished (a driver may still add sets: mpiwf.futures)
+        self.pump: Callable[[], bool] | None = None
         self._update_keep()
 
     # ------------------------------------------------------------------ helpers
@@ -315,7 +318,13 @@ class Master:
         sched.start()
         if self.skip_done:
             self._skip_recorded()
-        while not sched.finished:
+        pump = self.pump
+        held = False
+        while True:
+            if pump is not None:
+                held = pump()
+            if sched.finished and not held:
+                break
             if self.stop_requested:
                 self._stop_dispatching()
                 if not sched.running:
@@ -325,12 +334,15 @@ class Master:
             msg = ep.poll()
             if msg is None:
                 if not sched.running:
-                    if sched.finished:
+                    if sched.finished and not held:
                         break
                     if self._dispatch():
                         continue
                     if self.stop_requested:
                         break
+                    if held and sched.finished:
+                        backoff.wait()  # the driver may still add work
+                        continue
                     raise RunError("stalled: tasks remain but none can run on the available "
                                    f"workers ({sched.counts()})")
                 if trace is not None:

@@ -225,8 +225,14 @@ class Scheduler:
             self.stage_left[st] += ts.n
             self.ntasks += ts.n
         # priorities of existing sets may change when sets are added
+        changed = False
         for sid in range(len(self.s_prio)):
+            changed = changed or self.s_prio[sid] != prio[sid]
             self.s_prio[sid] = prio[sid]
+        if changed:  # a queued set's heap entry still holds the priority it was pushed with
+            for h in self.cls_heap:
+                h[:] = [(-self.s_prio[sid], seq, sid) for _p, seq, sid in h]
+                heapq.heapify(h)
         total = self.ntasks
         self.state.extend(bytes(total - first_tid))
         self.npend.extend([0] * (total - first_tid))

@@ -59,6 +59,9 @@ class TaskSet:
         timeout: seconds after which a task counts as failed (``None``: never).
         isolate: run each task in a child process (for timeouts of Python code).
         inputs: pass the parents' return values to the kernel as ``inputs=[...]``.
+        lookahead: seconds of work expected to depend on this set that is not in the
+            DAG yet (an adaptive driver adds it later); added to its critical-path
+            priority, not to its duration.
         sid: index of the set in the workflow (assigned).
         offset: id of the set's first task (assigned).
     """
@@ -78,6 +81,7 @@ class TaskSet:
     timeout: float | None = None
     isolate: bool = False
     inputs: bool = False
+    lookahead: float = 0.0
     sid: int = -1
     offset: int = -1
 
@@ -445,11 +449,12 @@ class Workflow:
 
     def bottom_levels(self) -> list[float]:
         """Critical-path priority of every set: its duration plus the longest chain of
-        durations after it (the "upward rank")."""
+        durations after it (the "upward rank"), or its ``lookahead`` if longer."""
         children, _ = self.set_graph()
         bl = [0.0] * len(self.sets)
         for s in reversed(self.topo_order()):
-            bl[s] = self.sets[s].duration + max((bl[c] for c in children[s]), default=0.0)
+            ts = self.sets[s]
+            bl[s] = ts.duration + max([bl[c] for c in children[s]] + [ts.lookahead])
         return bl
 
     # ------------------------------------------------------------------ checks
