@@ -79,7 +79,11 @@ demo: $(STAMP)
 	    --mode $$mode --trace $(DEMO_OUT)/$$mode.h5 --rundir $(DEMO_OUT)/run-$$mode || exit 1; \
 	done
 	$(PY) -m mpiwf analyze $(DEMO_OUT)/sequential.h5 $(DEMO_OUT)/async.h5
-	@echo "TODO(plot): $(DEMO_OUT)/compare.png from both traces with mpiwf/plot.py (wired at merge)"
+	for kind in utilization gantt; do \
+	  $(PY) -m mpiwf plot $(DEMO_OUT)/sequential.h5 $(DEMO_OUT)/async.h5 --kind $$kind \
+	    -o $(DEMO_OUT)/compare-$$kind.png || exit 1; \
+	done
+	@echo "comparison plots: $(DEMO_OUT)/compare-utilization.png $(DEMO_OUT)/compare-gantt.png"
 
 clean:
 	rm -rf build *.egg-info .mypy_cache .ruff_cache mpiwf-run demo-out
