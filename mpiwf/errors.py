@@ -19,6 +19,10 @@ class SpecError(MpiwfError, ValueError):
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path else problem)
 
+    def __reduce__(self) -> tuple[type[SpecError], tuple[str, str]]:
+        # rank 0 broadcasts a rejection to every rank: it must survive pickling
+        return (type(self), (self.path, self.problem))
+
 
 class TraceError(MpiwfError):
     """A file is not an mpiwf trace, or not a readable one."""

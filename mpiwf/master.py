@@ -222,7 +222,7 @@ class Master:
         nsets = len(wf.sets)
         for tid, attempt, status, started, dur, value, err in results:
             gang = sched.running.get(tid)
-            if gang is None:
+            if gang is None or attempt != sched.attempts.get(tid, 0):
                 continue  # a late copy of a re-queued task: its new run counts
             ts = wf.set_of(tid)
             d = disp[tid] - t0
