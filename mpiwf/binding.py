@@ -307,10 +307,12 @@ def plan(infos: Sequence[Mapping[str, Any]], layout: Layout | None = None) -> li
         groups.setdefault(nd, []).append(inf)
         host_of_node.setdefault(nd, str(inf["host"]))
     out: dict[int, WorkerSpec] = {}
+    node_gpus: dict[int, list[int]] = {}
     for nd, group in groups.items():
         host = host_of_node[nd]
         real_cpus = sorted(cpus_of_host.get(host, ()))
         real_gpus = sorted(gpus_of_host.get(host, ()))
+        node_gpus[nd] = real_gpus
         strategy = lay.strategy
         if strategy == "auto":
             strategy = "launcher" if _launcher_bound(group, real_cpus) else "split"
@@ -362,10 +364,15 @@ def plan(infos: Sequence[Mapping[str, Any]], layout: Layout | None = None) -> li
                             f"(workers: {min(out)}..{max(out)})")
         old = out[r]
         ng = row.get("gpus", old.gpus)
-        gids = old.gpu_ids[:ng] if len(old.gpu_ids) >= ng else tuple(range(ng))
-        virt = old.virtual_gpu if len(old.gpu_ids) >= ng else ng > 0
-        if virt and not old.virtual_gpu and not lay.virtual_gpus and ng:
-            raise SpecError("layout", f"workers[{i}]: rank {r} sees {len(old.gpu_ids)} GPU(s), "
+        real = node_gpus.get(old.node, [])
+        if len(old.gpu_ids) >= ng:
+            gids, virt = old.gpu_ids[:ng], old.virtual_gpu
+        elif len(real) >= ng and not lay.virtual_gpus:  # real GPUs, possibly shared
+            gids, virt = tuple(real[:ng]), False
+        elif lay.virtual_gpus:
+            gids, virt = tuple(range(ng)), True
+        else:
+            raise SpecError("layout", f"workers[{i}]: rank {r}'s node has {len(real)} GPU(s), "
                             f"the layout gives it {ng} (declare them virtual)")
         nc = row.get("cores", old.cores)
         out[r] = dataclasses.replace(old, node=row.get("node", old.node), cores=nc,
