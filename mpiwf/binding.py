@@ -14,7 +14,8 @@ Three steps, one place:
    cores, ``OMP_NUM_THREADS``, and its GPU made visible through
    ``CUDA_VISIBLE_DEVICES`` / ``ROCR_VISIBLE_DEVICES`` before CuPy initialises.
 
-Strategies: ``auto`` (keep a binding the launcher already made, else ``split``),
+Strategies: ``auto`` (keep a binding the launcher already made, else ``split``; on an
+oversubscribed node, fewer cores than workers, nothing is pinned),
 ``split`` (the node's cores divided into disjoint contiguous blocks, one per worker;
 GPUs one per worker, first workers first), ``launcher`` (exactly what the launcher
 gave each rank), ``none`` (no affinity change; one core and no GPU per worker).
@@ -314,8 +315,12 @@ def plan(infos: Sequence[Mapping[str, Any]], layout: Layout | None = None) -> li
         real_gpus = sorted(gpus_of_host.get(host, ()))
         node_gpus[nd] = real_gpus
         strategy = lay.strategy
+        unpinned = False
         if strategy == "auto":
             strategy = "launcher" if _launcher_bound(group, real_cpus) else "split"
+            # fewer cores than workers: pinning would pile ranks onto some cores while
+            # the OS could balance them, so count one core each and leave them free
+            unpinned = strategy == "split" and len(real_cpus) < len(group)
         if lay.gpus_per_node is not None:
             if not lay.virtual_gpus and lay.gpus_per_node > len(real_gpus):
                 raise SpecError("layout", f"node {host} has {len(real_gpus)} GPU(s), the "
@@ -338,6 +343,9 @@ def plan(infos: Sequence[Mapping[str, Any]], layout: Layout | None = None) -> li
             counts = [len(c) for c in core_sets]
             if not pinned:
                 core_sets = [() for _ in range(k)]
+        elif unpinned:
+            core_sets = [() for _ in range(k)]
+            counts = [1] * k
         elif strategy == "split":
             core_sets = _split(real_cpus, k)
             counts = [len(c) for c in core_sets]

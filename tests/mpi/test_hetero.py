@@ -126,14 +126,20 @@ def test_executables_write_output_and_map_exit_status(comm: MPI.Comm, shared_dir
     if comm.Get_rank() != 0:
         return
     assert s is not None and s.done == 2 and s.failed == 1
+    tr = load(os.path.join(shared_dir, "e.h5"))
+    workers = {int(w["rank"]): w for w in tr.workers}
+    ran_on = {int(x["index"]): int(x["worker"]) for x in tr.tasks if x["set"] == 0}
     for i in range(2):
         with open(os.path.join(rundir, "tasks", "ok", str(i), "stdout")) as f:
             name, omp, ncores = f.read().split()
         assert name == f"ok[{i}]"
-        assert int(omp) >= 1 and int(ncores) == int(omp)  # the binding reached the child
+        w = workers[ran_on[i]]
+        assert int(omp) == w["cores"]  # the binding reached the child
+        if w["core_ids"]:  # pinned: the child inherits exactly the worker's cores
+            assert int(ncores) == w["cores"]
     with open(os.path.join(rundir, "tasks", "bad", "0", "stderr")) as f:
         assert "boom" in f.read()
-    (err,) = load(os.path.join(shared_dir, "e.h5")).errors
+    (err,) = tr.errors
     assert "exited with status 1" in err["message"] and "boom" in err["message"]
 
 

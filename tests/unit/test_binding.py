@@ -83,6 +83,8 @@ def test_auto_keeps_a_launcher_binding_and_splits_an_unbound_node() -> None:
     assert [w.core_ids for w in ws] == [(0, 1), (2, 3), (4, 5)]
     ws = plan(infos([("a", 4)], 8), Layout("auto"))  # every rank may use every core
     assert [w.cores for w in ws] == [3, 3, 2]
+    ws = plan(infos([("a", 4)], 2), Layout("auto"))  # oversubscribed: let the OS balance
+    assert [(w.cores, w.core_ids) for w in ws] == [(1, ())] * 3
     ws = plan(infos([("a", 4)], 8), Layout("none"))
     assert [(w.cores, w.core_ids, w.gpu_ids) for w in ws] == [(1, (), ())] * 3
 
