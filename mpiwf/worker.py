@@ -198,10 +198,11 @@ class Worker:
             if q:
                 m, sid = q.popleft()
                 res = self.ex.run_task(m, sid)
-                # a multi-rank task runs on its whole gang; only the leader reports it
-                # (the others report only their errors), so rank 0 sees no duplicates
-                if m[2] is None or m[2][0] == self.ex.rank or res[2] != STATUS_OK:
-                    self.results.append(res)
+                if m[2] is not None and m[2][0] != self.ex.rank:
+                    # a multi-rank task runs on its whole gang: every member reports
+                    # its status, only the leader's value travels (rank 0 merges them)
+                    res = (*res[:5], None, res[6])
+                self.results.append(res)
                 if not q or len(self.results) >= self.max_batch or \
                         time.perf_counter() - self.last_send >= self.result_flush:
                     self._send_results()

@@ -37,6 +37,16 @@ def allreduce_kernel(hold: float = 0.0) -> dict[str, Any]:
     return {"sum": total, "size": sub.Get_size(), "world": world, "me": ctx.rank}
 
 
+@register("test_member_fails")
+def member_fails() -> str:
+    """Fail on every member of the gang but its leader (no collective after that)."""
+    ctx = context()
+    assert ctx is not None and ctx.comm is not None
+    if ctx.comm.Get_rank() != 0:
+        raise RuntimeError(f"member {ctx.comm.Get_rank()} failed")
+    return "leader ok"
+
+
 def _collect(events: list[TaskEvent]) -> Any:
     def cb(ev: TaskEvent) -> None:
         events.append(ev)
@@ -87,6 +97,23 @@ def test_multirank_tasks_get_a_subcommunicator_while_others_run(comm: MPI.Comm,
             overlap += 1
     assert overlap >= 1, t
     assert sets.count(0) == 2
+
+
+def test_a_failing_gang_member_fails_the_task(comm: MPI.Comm, shared_dir: str) -> None:
+    if comm.Get_size() < 3:
+        return  # no multi-rank task fits (the rejection is tested above)
+    wf = Workflow("member")
+    wf.add_set("m", 3, "test_member_fails", ranks=2, retries=1)
+    wf.add_set("after", 1, "noop", after=["m"])
+    path = os.path.join(shared_dir, "member.h5")
+    s = run(wf, CFG, trace_path=path, comm=comm)
+    if comm.Get_rank() != 0:
+        return
+    assert s is not None and s.failed == 3 and s.skipped == 1 and s.done == 0
+    tr = load(path)
+    assert len(tr.tasks) == 6  # two attempts of each, one row per attempt
+    assert len(tr.errors) == 6
+    assert all(e["message"].startswith("member 1 failed") for e in tr.errors)
 
 
 def test_virtual_gpus_are_placed_marked_and_refused(comm: MPI.Comm, shared_dir: str) -> None:
