@@ -186,6 +186,11 @@ class Layout:
 _LAYOUT_KEYS = {f.name for f in dataclasses.fields(Layout)}
 
 
+def layout_dict(layout: Layout | None) -> dict[str, Any]:
+    """A layout as a plain dict (the trace's ``binding`` run attribute)."""
+    return dataclasses.asdict(layout or Layout())
+
+
 def layout_from_dict(d: Mapping[str, Any], path: str = "layout") -> Layout:
     """A :class:`Layout` from a mapping (unknown keys are errors)."""
     if not isinstance(d, Mapping):

@@ -141,6 +141,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
                 run_attrs = {"mode": cfg.mode, "command": " ".join(sys.argv), "ranks": size,
                              "simulated": False, "host": infos[0]["host"],
                              "config": cfg.__dict__, "rundir": os.path.abspath(cfg.rundir),
+                             "binding": binding.layout_dict(bind),
                              **versions(), **mpi_versions(), **(attrs or {})}
                 if resume:
                     run_attrs["resumed_from"] = os.path.abspath(resume)

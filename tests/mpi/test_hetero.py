@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -128,6 +129,9 @@ def test_virtual_gpus_are_placed_marked_and_refused(comm: MPI.Comm, shared_dir: 
         return
     assert s is not None and s.done == 6 and s.failed == 1
     tr = load(path)
+    lay = tr.attrs["binding"]
+    lay = json.loads(lay) if isinstance(lay, str) else lay
+    assert lay["virtual_gpus"] is True and lay["gpus_per_node"] == 1
     workers = tr.workers
     gpu_workers = [w for w in workers if w["gpus"]]
     assert len(gpu_workers) == 1 and gpu_workers[0]["virtual_gpu"]
