@@ -53,16 +53,18 @@ def affinity() -> tuple[int, ...]:
 
 
 def _parse_ids(text: str) -> tuple[int, ...] | None:
-    text = text.strip()
-    if not text:
-        return ()
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit():  # UUIDs or MIG names: count them, number them densely
-            return tuple(range(len(text.split(","))))
-        out.append(int(part))
-    return tuple(out)
+    """Device ids of a ``*_VISIBLE_DEVICES`` value (CUDA rules: the list ends at the
+    first invalid entry, e.g. ``-1``); UUID or MIG entries are numbered densely."""
+    out: list[int] = []
+    uuids = 0
+    for part in (p.strip() for p in text.split(",")):
+        if part.isdigit() and not uuids:
+            out.append(int(part))
+        elif part.startswith(("GPU-", "MIG-")) and not out:
+            uuids += 1
+        else:
+            break
+    return tuple(range(uuids)) if uuids else tuple(out)
 
 
 def visible_gpus(environ: Mapping[str, str] | None = None,

@@ -167,6 +167,9 @@ def test_visible_gpus_from_the_environment() -> None:
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == ((), "CUDA_VISIBLE_DEVICES")
     ids, _src = visible_gpus({"CUDA_VISIBLE_DEVICES": "GPU-aaaa,GPU-bbbb"})
     assert ids == (0, 1)
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == ((), "CUDA_VISIBLE_DEVICES")
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,2,-1,3"})[0] == (0, 2)
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "NoDevFiles"})[0] == ()
     assert visible_gpus({}, probe=False) == ((), "none")
 
 
