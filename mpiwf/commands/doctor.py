@@ -138,9 +138,16 @@ def warning_rows(rep: dict[str, Any]) -> list[Row]:
     return [("warning", str(i + 1), w) for i, w in enumerate(out)] or [("warning", "-", "none")]
 
 
+def batch_rows(rep: dict[str, Any]) -> list[Row]:
+    """The batch job (scheduler, job id, walltime) from :mod:`mpiwf.batchenv`."""
+    from ..batchenv import doctor_section
+
+    return doctor_section(rep)
+
+
 #: Sections of the report, in order; each maps the gathered report to rows.
 SECTIONS: list[Callable[[dict[str, Any]], list[Row]]] = [
-    mpi_rows, python_rows, gpu_rows, rank_rows, warning_rows]
+    mpi_rows, batch_rows, python_rows, gpu_rows, rank_rows, warning_rows]
 
 
 def render(rows: list[Row]) -> str:
