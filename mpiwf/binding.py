@@ -430,6 +430,9 @@ def apply(spec: WorkerSpec, environ: MutableMapping[str, str] | None = None,
         else:
             var = "ROCR_VISIBLE_DEVICES" if "ROCR_VISIBLE_DEVICES" in env else \
                 "CUDA_VISIBLE_DEVICES"
+            cur = [p.strip() for p in env.get(var, "").split(",")]
+            if cur and cur[0].startswith(("GPU-", "MIG-")):  # UUIDs: ids are positions
+                ids = ",".join(cur[i] for i in spec.gpu_ids if i < len(cur))
             env[var] = ids
             done[var] = ids
     _BOUND = spec

@@ -181,6 +181,9 @@ def test_apply_sets_threads_and_visible_gpus() -> None:
     env = {"ROCR_VISIBLE_DEVICES": "0,1"}
     apply(WorkerSpec(3, cores=2, gpus=1, gpu_ids=(1,)), env, set_affinity=False)
     assert env["ROCR_VISIBLE_DEVICES"] == "1" and "CUDA_VISIBLE_DEVICES" not in env
+    env = {"CUDA_VISIBLE_DEVICES": "GPU-aa,GPU-bb"}  # UUIDs: the ids are positions
+    apply(WorkerSpec(3, cores=2, gpus=1, gpu_ids=(1,)), env, set_affinity=False)
+    assert env["CUDA_VISIBLE_DEVICES"] == "GPU-bb"
     env = {}
     apply(WorkerSpec(3, cores=1, gpus=1, gpu_ids=(0,), virtual_gpu=True), env,
           set_affinity=False)
