@@ -41,6 +41,8 @@ GPU_ENV_VARS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEV
 
 _BOUND: WorkerSpec | None = None
 _DEVICE_INDEX = 0
+_SAVED: tuple[tuple[int, ...], MutableMapping[str, str], dict[str, str | None]] | None = None
+_BOUND_VARS = ("OMP_NUM_THREADS",) + GPU_ENV_VARS[:2]
 
 
 # ====================================================================== discovery
@@ -409,9 +411,11 @@ def apply(spec: WorkerSpec, environ: MutableMapping[str, str] | None = None,
     Returns:
         What was done (for logs and ``mpiwf doctor``).
     """
-    global _BOUND, _DEVICE_INDEX
+    global _BOUND, _DEVICE_INDEX, _SAVED
     env = os.environ if environ is None else environ
     done: dict[str, Any] = {}
+    if _SAVED is None:
+        _SAVED = (affinity(), env, {k: env.get(k) for k in _BOUND_VARS})
     if set_affinity and spec.core_ids:
         try:
             os.sched_setaffinity(0, spec.core_ids)
@@ -446,6 +450,26 @@ def _cuda_initialised() -> bool:
         return bool(cupy.cuda.runtime.getDeviceCount() >= 0)
     except Exception:
         return False
+
+
+def release() -> None:
+    """Undo :func:`apply` (affinity and variables) when a run ends, so a later run in
+    the same process (tests, notebooks) discovers the machine as it was."""
+    global _BOUND, _SAVED, _DEVICE_INDEX
+    if _SAVED is None:
+        return
+    aff, env, old = _SAVED
+    try:
+        if set(aff) != set(affinity()):
+            os.sched_setaffinity(0, aff)
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        pass
+    for k, v in old.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    _BOUND, _SAVED, _DEVICE_INDEX = None, None, 0
 
 
 def bound() -> WorkerSpec | None:

@@ -173,7 +173,10 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
     if rank != 0:
         ex = Executor(rank, cfg.rundir, gpus=gpus, virtual_gpu=virt,
                       comm_factory=_gang_comm_factory(ep))
-        Worker(ep, ex, backoff=_backoff(cfg)).run()
+        try:
+            Worker(ep, ex, backoff=_backoff(cfg)).run()
+        finally:
+            binding.release()
         ep.close()
         return None
     if size == 1:
@@ -202,6 +205,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         raise
     finally:
         _restore_signals(old)
+        binding.release()
     master.shutdown()
     if trace is not None:
         trace.close(complete=not master.stop_requested, makespan=_makespan(trace),

@@ -48,6 +48,13 @@ def member_fails() -> str:
     return "leader ok"
 
 
+@register("test_binding")
+def report_binding() -> dict[str, Any]:
+    """What the worker process is bound to while it runs a task."""
+    return {"affinity": sorted(os.sched_getaffinity(0)),
+            "omp": os.environ.get("OMP_NUM_THREADS"), "rank": MPI.COMM_WORLD.Get_rank()}
+
+
 def _collect(events: list[TaskEvent]) -> Any:
     def cb(ev: TaskEvent) -> None:
         events.append(ev)
@@ -189,3 +196,28 @@ def test_doctor_reports_every_rank(comm: MPI.Comm) -> None:
     assert any(r[:2] == ("mpi", "ranks") and r[2] == str(comm.Get_size()) for r in rows)
     text = doctor.render(rows)
     assert len(text.splitlines()) == len(rows) + 2
+
+
+def test_split_binding_is_applied_in_workers_and_released(comm: MPI.Comm,
+                                                          shared_dir: str) -> None:
+    before = sorted(os.sched_getaffinity(0))
+    nw = max(1, comm.Get_size() - 1)
+    wf = Workflow("bind")
+    wf.add_set("b", 4 * nw, "test_binding")
+    events: list[TaskEvent] = []
+    path = os.path.join(shared_dir, "bind.h5")
+    s = run(wf, CFG, trace_path=path, comm=comm, bind=Layout("split"),
+            callbacks=[_collect(events)])
+    assert sorted(os.sched_getaffinity(0)) == before  # released when the run ended
+    if comm.Get_rank() != 0:
+        return
+    assert s is not None and s.ok
+    workers = {int(w["rank"]): w for w in load(path).workers}
+    seen = set()
+    for e in events:
+        w = workers[e.value["rank"]]
+        ids = [int(c) for c in str(w["core_ids"]).split(",") if c]  # "0,1" in the trace
+        assert ids and e.value["affinity"] == sorted(ids), (e.value, w["core_ids"])
+        assert e.value["omp"] == str(w["cores"]) == str(len(ids))
+        seen.add(e.value["rank"])
+    assert len(seen) >= 1

@@ -16,9 +16,11 @@ from mpiwf.binding import (
     Layout,
     apply,
     binding_env,
+    bound,
     load_layout,
     machine,
     plan,
+    release,
     visible_gpus,
     warnings_for,
 )
@@ -174,7 +176,9 @@ def test_visible_gpus_from_the_environment() -> None:
 
 
 def test_apply_sets_threads_and_visible_gpus() -> None:
+    release()
     env: dict[str, str] = {}
+    first = env
     done = apply(WorkerSpec(3, cores=4, gpus=1, gpu_ids=(2,)), env, set_affinity=False)
     assert env == {"OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "2"}
     assert done["CUDA_VISIBLE_DEVICES"] == "2"
@@ -189,6 +193,8 @@ def test_apply_sets_threads_and_visible_gpus() -> None:
           set_affinity=False)
     assert env == {"OMP_NUM_THREADS": "1"}  # a virtual GPU is never made visible
     assert binding_env()["MPIWF_VIRTUAL_GPU"] == "1"
+    release()  # back to what the first apply found (an empty environment)
+    assert first == {} and bound() is None and binding_env() == {}
 
 
 # ------------------------------------------------------------------ placement policy
