@@ -65,7 +65,7 @@ ctest: $(BUILD)/CTestTestfile.cmake
 ctest-smoke: $(BUILD)/CTestTestfile.cmake
 	ctest --test-dir $(BUILD) -L smoke --output-on-failure
 
-test: lint typecheck mpi unit ctest-smoke
+test: lint typecheck mpi ctest-smoke unit
 
 DEMO_SPEC ?= apps/demo/dg2_local.yaml
 DEMO_OUT ?= demo-out
