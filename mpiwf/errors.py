@@ -20,8 +20,8 @@ class SpecError(MpiwfError, ValueError):
         super().__init__(f"{path}: {problem}" if path else problem)
 
     def __reduce__(self) -> tuple[type[SpecError], tuple[str, str]]:
-        # picklable, so rank 0 can broadcast it to every rank
-        return (SpecError, (self.path, self.problem))
+        # rank 0 broadcasts a rejection to every rank: it must survive pickling
+        return (type(self), (self.path, self.problem))
 
 
 class TraceError(MpiwfError):

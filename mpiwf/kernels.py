@@ -141,3 +141,8 @@ def echo(*args: Any, inputs: list[Any] | None = None, **kwargs: Any) -> Any:
 
     ctx = context()
     return {"task": ctx.name if ctx else None, "args": list(args), "inputs": inputs}
+
+
+# GPU/CPU science kernels and executables register themselves (CuPy stays lazy).
+from . import executables as _executables  # noqa: E402,F401
+from . import gpu_kernels as _gpu_kernels  # noqa: E402,F401

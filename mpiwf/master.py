@@ -130,6 +130,7 @@ class Master:
         self.skip_done = skip_done or set()
         self.backoff = Backoff(config.poll_spin, config.poll_max_sleep)
         self.byes: dict[int, Any] = {}
+        self.gang_reports: dict[tuple[int, int], list[Any]] = {}
         self.stop_requested = False
         self.stop_reason = ""
         #: called once per loop turn; while it returns True the run stays open even
@@ -225,11 +226,19 @@ class Master:
         nsets = len(wf.sets)
         for tid, attempt, status, started, dur, value, err in results:
             gang = sched.running.get(tid)
-            if gang is None:
+            if gang is None or attempt != sched.attempts.get(tid, 0):
                 continue  # a late copy of a re-queued task: its new run counts
             ts = wf.set_of(tid)
+            o = off
+            if ts.ranks > 1 and len(gang) > 1:
+                merged = self._gang_report(src, gang, tid, attempt,
+                                           (status, started, dur, value, err))
+                if merged is None:
+                    continue  # other members of the gang have not reported yet
+                status, started, dur, value, err = merged
+                o = self.offsets[gang[0]]
             d = disp[tid] - t0
-            s = started - off - t0
+            s = started - o - t0
             if s < d:
                 s = d
             e = s + dur
@@ -267,6 +276,31 @@ class Master:
                     cb(ev)
         if len(wf.sets) > nsets:
             self._sets_added(nsets)
+
+    def _gang_report(self, src: int, gang: tuple[int, ...], tid: int, attempt: int,
+                     rep: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """Merge the reports of a multi-rank task's members; ``None`` until all are in.
+
+        The task ends when every member reported: the leader's value and timings,
+        failed with the first member error if the leader succeeded but a member did not.
+        """
+        key = (tid, attempt)
+        st = self.gang_reports.get(key)
+        if st is None:
+            st = self.gang_reports[key] = [len(gang), None, None]  # left, leader, error
+        st[0] -= 1
+        if src == self.rank_of[gang[0]]:
+            st[1] = rep
+        elif rep[0] != STATUS_OK and st[2] is None:
+            st[2] = rep
+        if st[0] > 0:
+            return None
+        del self.gang_reports[key]
+        lead = st[1] if st[1] is not None else st[2]
+        if lead[0] == STATUS_OK and st[2] is not None:
+            bad = st[2]
+            return (bad[0], lead[1], lead[2], None, bad[4])
+        return tuple(lead)
 
     def _sets_added(self, nsets: int) -> None:
         n = self.wf.ntasks

@@ -73,7 +73,8 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         comm: Any = None, layout: Layout | None = None,
         callbacks: Sequence[Callable[[TaskEvent], None]] = (), resume: str | None = None,
         attrs: dict[str, Any] | None = None,
-        on_master: Callable[[Master], None] | None = None) -> RunSummary | None:
+        on_master: Callable[[Master], None] | None = None,
+        bind: Any = None) -> RunSummary | None:
     """Run a workflow on every rank of ``comm`` (default ``COMM_WORLD``).
 
     Args:
@@ -83,12 +84,14 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         trace_path: HDF5 trace to write (``None``: no trace).
         comm: the communicator (it is duplicated; the original is untouched).
         layout: maps the ranks' discovery dicts to :class:`WorkerSpec`
-            (default :func:`default_layout`).
+            (default: :func:`mpiwf.binding.plan` with ``bind``).
         callbacks: completion callbacks on rank 0 (they may add sets).
         resume: a trace whose tasks recorded done are not run again; the new run is
             appended to it when it is also ``trace_path``.
         attrs: extra run attributes for the trace.
         on_master: called with the :class:`Master` before its loop starts (rank 0).
+        bind: a :class:`mpiwf.binding.Layout` (binding strategy and declared
+            machine); default: strategy ``auto``, the machine as discovered.
 
     Returns:
         The :class:`RunSummary` on rank 0, ``None`` on the other ranks.
@@ -104,7 +107,9 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
     comm = MPI.COMM_WORLD if comm is None else comm
     ep = MPIEndpoint(comm)
     rank, size = ep.rank, ep.size
-    info = _local_info(rank)
+    from . import binding
+
+    info = binding.discover(ep.comm)
     infos = ep.comm.gather(info, root=0)
     # clock offsets: each rank's clock minus rank 0's (latency is microseconds)
     t_master = ep.comm.bcast(time.time() if rank == 0 else None, root=0)
@@ -117,7 +122,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
             wf = workflow() if callable(workflow) and not isinstance(workflow, Workflow) \
                 else workflow
             assert isinstance(wf, Workflow)
-            workers = (layout or default_layout)(infos)
+            workers = layout(infos) if layout is not None else binding.plan(infos, bind)
             from .resources import capacity
 
             wf.validate(capacity(workers))
@@ -138,6 +143,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
                              "simulated": False, "host": infos[0]["host"],
                              "batch": batch_env(),
                              "config": cfg.__dict__, "rundir": os.path.abspath(cfg.rundir),
+                             "binding": binding.layout_dict(bind),
                              **versions(), **mpi_versions(), **(attrs or {})}
                 if resume:
                     run_attrs["resumed_from"] = os.path.abspath(resume)
@@ -148,7 +154,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
                                     append=bool(resume and os.path.abspath(resume)
                                                 == os.path.abspath(trace_path)),
                                     flush_interval=cfg.trace_flush, worker_extra=extra)
-            state = ("ok", None)
+            state = ("ok", workers)
         except MpiwfError as exc:
             state = ("error", exc)
         except Exception as exc:  # a bug: report it on every rank, never hang
@@ -160,13 +166,21 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
     if state[0] == "error":
         ep.close()
         raise state[1]
+    mine = next((w for w in state[1] if w.rank == rank), None)
+    if mine is not None:
+        binding.apply(mine)  # once, before any task (and before CuPy starts)
+    gpus, virt = (mine.gpu_ids, mine.virtual_gpu) if mine is not None else ((), False)
     if rank != 0:
-        ex = Executor(rank, cfg.rundir, comm_factory=_gang_comm_factory(ep))
-        Worker(ep, ex, backoff=_backoff(cfg)).run()
+        ex = Executor(rank, cfg.rundir, gpus=gpus, virtual_gpu=virt,
+                      comm_factory=_gang_comm_factory(ep))
+        try:
+            Worker(ep, ex, backoff=_backoff(cfg)).run()
+        finally:
+            binding.release()
         ep.close()
         return None
     if size == 1:
-        ex0 = Executor(0, cfg.rundir, comm_factory=None)
+        ex0 = Executor(0, cfg.rundir, gpus=gpus, virtual_gpu=virt, comm_factory=None)
         endpoint: Any = InlineEndpoint(ex0.handle_inline)
     else:
         endpoint = ep
@@ -191,6 +205,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         raise
     finally:
         _restore_signals(old)
+        binding.release()
     master.shutdown()
     if trace is not None:
         trace.close(complete=not master.stop_requested, makespan=_makespan(trace),

@@ -604,6 +604,13 @@ class Scheduler:
             if self.free_count[nd] >= r and self.free_cores[nd] >= cores \
                     and self.free_gpus[nd] >= gpus:
                 return True
+        if r > 1:  # a multi-rank task may span nodes (see _place_multinode)
+            fc = fcores = fg = 0
+            for nd in self.idle_nodes:
+                fc += self.free_count[nd]
+                fcores += self.free_cores[nd]
+                fg += self.free_gpus[nd]
+            return fc >= r and fcores >= cores and fg >= gpus
         return False
 
     def _place_short(self, c: int) -> tuple[int, ...] | None:
@@ -702,12 +709,23 @@ class Scheduler:
             return None
         gang: list[int] = []
         cc = gg = 0
-        for nd in list(self.idle_nodes):
-            for lst in (self.idle_gpu[nd], self.idle_cpu[nd]):
-                for w in list(lst):
-                    if len(gang) >= r and cc >= cores and gg >= gpus:
+        nodes = list(self.idle_nodes)
+        # the single-node policy across nodes: GPU workers for the GPUs, then
+        # CPU-only workers, then the cores of GPU workers (GPUs stay free for GPU work)
+        for nd in nodes:
+            for w in self.idle_gpu[nd]:
+                if gg >= gpus:
+                    break
+                gang.append(w)
+                cc += self.w_cores[w]
+                gg += self.w_gpus[w]
+        taken = set(gang)
+        for pool in (self.idle_cpu, self.idle_gpu):
+            for nd in nodes:
+                for w in pool[nd]:
+                    if len(gang) >= r and cc >= cores:
                         break
-                    if gg >= gpus and self.w_gpus[w] and len(gang) >= r:
+                    if w in taken:
                         continue
                     gang.append(w)
                     cc += self.w_cores[w]

@@ -197,7 +197,12 @@ class Worker:
                 continue
             if q:
                 m, sid = q.popleft()
-                self.results.append(self.ex.run_task(m, sid))
+                res = self.ex.run_task(m, sid)
+                if m[2] is not None and m[2][0] != self.ex.rank:
+                    # a multi-rank task runs on its whole gang: every member reports
+                    # its status, only the leader's value travels (rank 0 merges them)
+                    res = (*res[:5], None, res[6])
+                self.results.append(res)
                 if not q or len(self.results) >= self.max_batch or \
                         time.perf_counter() - self.last_send >= self.result_flush:
                     self._send_results()

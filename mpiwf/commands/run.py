@@ -34,6 +34,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary on rank 0")
     p.add_argument("--validate", action="store_true",
                    help="check scheduler invariants after every event (slow)")
+    from ..binding import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=main)
 
 
@@ -63,9 +66,10 @@ def main(args: argparse.Namespace) -> int:
             wf.scaled(cfg.time_scale)
         return wf
 
+    from ..binding import from_args
     from ..runner import run
 
-    summary = run(build, cfg, trace_path=trace_path)
+    summary = run(build, cfg, trace_path=trace_path, bind=from_args(args))
     if summary is None:
         return 0
     if args.json:
