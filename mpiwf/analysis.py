@@ -408,25 +408,60 @@ def critical_path(tr: Trace) -> dict[str, Any]:
             "tasks": len(path), "sets": sets, "task_ids": p["task"].tolist()}
 
 
+def _model_inputs(tr: Trace) -> tuple[Any, Any] | None:
+    """The workflow and machine of a trace, rebuilt from its tables (``None`` when the
+    trace lacks what the model needs)."""
+    from .resources import WorkerSpec
+    from .workflow import Workflow
+
+    try:
+        wf = Workflow(str(tr.attrs.get("workflow", "trace")))
+        for st in sorted(tr.sets, key=lambda x: int(x["sid"])):
+            wf.add_set(str(st["name"]), int(st["n"]), str(st.get("kernel") or "noop"),
+                       ranks=int(st.get("ranks", 1)), cores=int(st.get("cores", 1)),
+                       gpus=int(st.get("gpus", 0)),
+                       duration=float(st.get("duration", 0.0) or 0.0))
+        wf.set_deps = [(int(p), int(c), int(k))
+                       for p, c, k in np.asarray(tr.set_edges).reshape(-1, 3).tolist()]
+        wf.task_edges = [(int(a), int(b))
+                         for a, b in np.asarray(tr.task_edges).reshape(-1, 2).tolist()]
+        workers = [WorkerSpec(int(w["rank"]), int(w.get("node", 0)), str(w.get("host", "")),
+                              int(w.get("cores", 0)), int(w.get("gpus", 0)))
+                   for w in tr.workers]
+        if not workers or wf.find_cycle():
+            return None
+        return wf, workers
+    except Exception:  # an odd or partial trace: fall back to the plain longest path
+        return None
+
+
 def model_critical_path(tr: Trace) -> dict[str, Any]:
-    """The model's critical path from the trace's set table: the longest path of set
-    durations (each set's ``duration`` estimate, once, no waves) over the set
-    dependencies, task edges lifted to their sets. It is T_async when every set's
-    tasks fit at once (the model of ``paper-reference.md``).
+    """The model's critical path (``paper-reference.md``) for the trace's workflow and
+    machine: the longest path of effective set durations d(s), where a set whose tasks
+    do not all fit the run's workers at once takes ceil(n / fit) waves of its
+    ``duration`` estimate. Task edges are lifted to their sets.
 
     Returns:
-        ``length`` (seconds) and ``sets`` (the path's set names).
+        ``length`` (seconds), ``sets`` (the path's set names) and ``waves`` (per set
+        on the path, 1 when it fits at once).
     """
-    dur = {int(s["sid"]): float(s.get("duration", 0.0) or 0.0) for s in tr.sets}
     names = {int(s["sid"]): str(s["name"]) for s in tr.sets}
-    if not dur:
-        return {"length": 0.0, "sets": []}
+    if not names:
+        return {"length": 0.0, "sets": [], "waves": []}
+    inputs = _model_inputs(tr)
+    if inputs is not None:
+        from . import model as mdl
+
+        wf, workers = inputs
+        try:
+            d, waves = mdl.effective_durations(wf, workers)
+        except Exception:  # a set fits no node of this machine: plain estimates
+            d, waves = [s.duration for s in wf.sets], [1] * len(wf.sets)
+        length, path = mdl.critical_path(wf, d)
+        return {"length": float(length), "sets": [names[s] for s in path],
+                "waves": [int(waves[s]) for s in path]}
+    dur = {int(s["sid"]): float(s.get("duration", 0.0) or 0.0) for s in tr.sets}
     edges = {(int(p), int(c)) for p, c, _k in np.asarray(tr.set_edges).reshape(-1, 3).tolist()}
-    te = np.asarray(tr.task_edges, dtype=np.int64).reshape(-1, 2)
-    if len(te):
-        offsets = np.array(sorted((int(s.get("offset", 0)), int(s["sid"])) for s in tr.sets))
-        which = offsets[np.searchsorted(offsets[:, 0], te, "right") - 1, 1]
-        edges |= {(int(a), int(b)) for a, b in np.unique(which, axis=0).tolist() if a != b}
     children: dict[int, list[int]] = {}
     indeg = dict.fromkeys(dur, 0)
     for p, c in edges:
@@ -435,7 +470,7 @@ def model_critical_path(tr: Trace) -> dict[str, Any]:
             indeg[c] += 1
     best = dict(dur)
     prev: dict[int, int] = {}
-    stack = [s for s, d in indeg.items() if d == 0]
+    stack = [s for s, dg in indeg.items() if dg == 0]
     while stack:  # Kahn's order: each set's best path is final when popped
         s = stack.pop()
         for c in children.get(s, ()):
@@ -449,7 +484,8 @@ def model_critical_path(tr: Trace) -> dict[str, Any]:
     path = [end]
     while path[-1] in prev:
         path.append(prev[path[-1]])
-    return {"length": best[end], "sets": [names[s] for s in reversed(path)]}
+    return {"length": best[end], "sets": [names[s] for s in reversed(path)],
+            "waves": [1] * len(path)}
 
 
 # ====================================================================== summaries

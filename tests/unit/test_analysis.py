@@ -119,7 +119,7 @@ def test_realised_and_model_critical_path(seq) -> None:
     assert cp["queue_wait"] == pytest.approx(1.25)  # b: ready 4.25, started 5.5
     assert cp["busy"] + cp["dependency_wait"] + cp["queue_wait"] == pytest.approx(cp["length"])
     m = an.model_critical_path(seq)
-    assert m == {"length": 4.5, "sets": ["a", "b"]}
+    assert m == {"length": 4.5, "sets": ["a", "b"], "waves": [1, 1]}
 
 
 def test_critical_path_follows_one_to_one_and_task_edges(tmp_path) -> None:
@@ -142,7 +142,20 @@ def test_critical_path_follows_one_to_one_and_task_edges(tmp_path) -> None:
     assert cp["task_ids"] == [0, 2, 4] and cp["sets"] == ["x", "y", "z"]
     assert cp["dependency_wait"] == 0.0 and cp["busy"] == 1 + 8 + 1
     # model: task edges lifted to sets: x (1) -> y (1) -> z (5)
-    assert an.model_critical_path(tr) == {"length": 7.0, "sets": ["x", "y", "z"]}
+    assert an.model_critical_path(tr) == {"length": 7.0, "sets": ["x", "y", "z"],
+                                          "waves": [1, 1, 1]}
+
+
+def test_model_critical_path_counts_waves(tmp_path) -> None:
+    """Four 2-s tasks on two workers take two waves: the model's path is 4 s + 1 s."""
+    wf = Workflow("waves")
+    wf.add_set("w", 4, "sleep", (2.0,))
+    wf.add_set("t", 1, "sleep", (1.0,), after=["w"])
+    path = str(tmp_path / "w.h5")
+    tw = TraceWriter(path, wf, uniform_workers(1, 2))
+    tw.close()
+    m = an.model_critical_path(load(path))
+    assert m == {"length": 5.0, "sets": ["w", "t"], "waves": [2, 1]}
 
 
 def test_failures_and_retries(tmp_path) -> None:
