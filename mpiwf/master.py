@@ -117,7 +117,7 @@ class Master:
         self.offsets = list(clock_offsets or [0.0] * len(self.workers))
         self.sched = Scheduler(workflow, self.workers, window=config.window,
                                prefetch=config.prefetch, short_task=config.short_task,
-                               validate=config.validate)
+                               validate=config.validate, batch=config.batch)
         self.rank_of = [w.rank for w in self.workers]
         self.w_of_rank = {w.rank: i for i, w in enumerate(self.workers)}
         self.node_of = [w.node for w in self.workers]
@@ -183,9 +183,24 @@ class Master:
         per: dict[int, list[Any]] = {}
         wf = self.wf
         attempts = self.sched.attempts
+        lo = hi = 0
+        ts: Any = None
+        plain = False
         for tid, gang in decisions:
             disp[tid] = now
-            ts = wf.set_of(tid)
+            if not lo <= tid < hi:  # most decisions come in runs of one set
+                ts = wf.set_of(tid)
+                lo, hi = ts.offset, ts.offset + ts.n
+                plain = not ts.inputs and ts.ranks == 1
+            if plain:
+                # the common case travels as a bare id (see protocol.TaskMsg)
+                att = attempts.get(tid, 0) if attempts else 0
+                msg: Any = (tid, att, None, None) if att else tid
+                lst = per.get(gang[0])
+                if lst is None:
+                    per[gang[0]] = lst = []
+                lst.append((ts.sid, msg))
+                continue
             inputs = self._inputs(tid) if ts.inputs else None
             ranks = tuple(self.rank_of[w] for w in gang) if ts.ranks > 1 else None
             msg = (tid, attempts.get(tid, 0), ranks, inputs)
@@ -220,11 +235,16 @@ class Master:
         recv = now - t0
         callbacks = self.callbacks
         nsets = len(wf.sets)
+        running = sched.running
+        lo = hi = 0
+        ts: Any = None
         for tid, attempt, status, started, dur, value, err in results:
-            gang = sched.running.get(tid)
+            gang = running.get(tid)
             if gang is None:
                 continue  # a late copy of a re-queued task: its new run counts
-            ts = wf.set_of(tid)
+            if not lo <= tid < hi:  # results mostly come in runs of one set
+                ts = wf.set_of(tid)
+                lo, hi = ts.offset, ts.offset + ts.n
             d = disp[tid] - t0
             s = started - off - t0
             if s < d:
