@@ -23,9 +23,13 @@ from .errors import RunError
 from .protocol import STATUS_CANCELLED, STATUS_OK, STATUS_TIMEOUT, Tag, setdef
 from .resources import WorkerSpec
 from .scheduler import CANCELLED, DONE, FAILED, Scheduler
+from .trace import ROW_DTYPE, ROWS_PER_FLUSH
 from .workflow import DEP_ALL, DEP_ONE, Workflow
 
 log = logging.getLogger("mpiwf.master")
+
+_RAW_ROW = np.dtype([("task", "<i8"), ("attempt", "<i2"), ("w", "<i8"), ("nw", "<i4"),
+                     ("started", "<f8"), ("dur", "<f8"), ("recv", "<f8")])
 
 STATUS_TIMEDOUT = 8  # trace status of an attempt that ran past its timeout
 
@@ -132,6 +136,13 @@ class Master:
         self.byes: dict[int, Any] = {}
         self.stop_requested = False
         self.stop_reason = ""
+        # rows of successful attempts, kept compact until the trace flushes (see
+        # _flush_rows): (task, attempt, worker index, gang size, started on rank 0's
+        # clock, duration, received)
+        self._rows: list[tuple[int, int, int, int, float, float, float]] = []
+        self._set_cols: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        if trace is not None:
+            trace.pre_flush = self._flush_rows
         self._update_keep()
 
     # ------------------------------------------------------------------ helpers
@@ -231,7 +242,9 @@ class Master:
         created, disp = self.created.a, self.dispatched.a
         ready_at = sched.ready_at
         wf = self.wf
-        add = self.trace.add if self.trace is not None else None
+        trace = self.trace
+        add = trace.add if trace is not None else None
+        rows = self._rows if trace is not None else None
         recv = now - t0
         callbacks = self.callbacks
         nsets = len(wf.sets)
@@ -245,21 +258,16 @@ class Master:
             if not lo <= tid < hi:  # results mostly come in runs of one set
                 ts = wf.set_of(tid)
                 lo, hi = ts.offset, ts.offset + ts.n
-            d = disp[tid] - t0
-            s = started - off - t0
-            if s < d:
-                s = d
-            e = s + dur
-            if e > recv:
-                e = recv
-                if s > e:
-                    s = e
             if status == STATUS_OK:
                 code = DONE
                 sched.task_done(tid)
                 if self.keep[ts.sid] and value is not None:
                     self.results[tid] = value
                 final = True
+                if rows is not None:
+                    # done is final: its created/ready/dispatched times cannot change
+                    # any more, so the row is completed (vectorized) at flush time
+                    rows.append((tid, attempt, gang[0], len(gang), started - off, dur, recv))
             elif status == STATUS_CANCELLED:
                 code = CANCELLED
                 sched.cancel_running(tid)
@@ -272,7 +280,16 @@ class Master:
                 if err is not None:
                     log.warning("task %s failed on rank %s (%s: %s)%s", wf.task_name(tid),
                                 err[3], err[0], err[1], "" if final else "; retrying")
-            if add is not None:
+            if add is not None and code != DONE:
+                d = disp[tid] - t0
+                s = started - off - t0
+                if s < d:
+                    s = d
+                e = s + dur
+                if e > recv:
+                    e = recv
+                    if s > e:
+                        s = e
                 w = gang[0]
                 add((tid, ts.sid, tid - ts.offset, attempt, code, self.rank_of[w], len(gang),
                      self.node_of[w], ts.cores, ts.gpus, created[tid], ready_at[tid] - t0, d,
@@ -284,6 +301,49 @@ class Master:
                     cb(ev)
         if len(wf.sets) > nsets:
             self._sets_added(nsets)
+        if rows is not None and len(rows) >= ROWS_PER_FLUSH and trace is not None:
+            trace.flush()
+
+    def _flush_rows(self) -> None:
+        """Hand the buffered rows of successful attempts to the trace as one array."""
+        rows = self._rows
+        if not rows or self.trace is None:
+            return
+        self._rows = []
+        a = np.array(rows, dtype=_RAW_ROW)
+        wf = self.wf
+        if self._set_cols is None or self._set_cols[0] != len(wf.sets):
+            self._set_cols = (len(wf.sets),
+                              np.array([ts.offset for ts in wf.sets], dtype=np.int64),
+                              np.array([ts.cores for ts in wf.sets], dtype=np.int32),
+                              np.array([ts.gpus for ts in wf.sets], dtype=np.int32))
+        _n, offs, cores, gpus = self._set_cols
+        tid = a["task"]
+        sid = np.searchsorted(offs, tid, side="right") - 1
+        w = a["w"]
+        t0 = self.t0
+        out = np.zeros(len(a), dtype=ROW_DTYPE)
+        out["task"] = tid
+        out["set"] = sid
+        out["index"] = tid - offs[sid]
+        out["attempt"] = a["attempt"]
+        out["status"] = DONE
+        out["worker"] = np.asarray(self.rank_of)[w]
+        out["nworkers"] = a["nw"]
+        out["node"] = np.asarray(self.node_of)[w]
+        out["cores"] = cores[sid]
+        out["gpus"] = gpus[sid]
+        out["created"] = self.created.a[tid]
+        out["ready"] = self.sched.ready_at[tid] - t0
+        # the same clamps as the per-row path: dispatched <= started <= ended <= received
+        d = self.dispatched.a[tid] - t0
+        s = np.maximum(a["started"] - t0, d)
+        e = np.minimum(s + a["dur"], a["recv"])
+        out["dispatched"] = d
+        out["started"] = np.minimum(s, e)
+        out["ended"] = e
+        out["received"] = a["recv"]
+        self.trace.add_rows(out)
 
     def _sets_added(self, nsets: int) -> None:
         n = self.wf.ntasks

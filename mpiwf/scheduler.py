@@ -348,9 +348,11 @@ class Scheduler:
                 break
             sid = bkey[2]
             rq = self.s_ready[sid]
-            short = self.cls_key[best][3]
+            place = self._place_short if self.cls_key[best][3] else self._place
+            running, state, validate = self.running, self.state, self.validate
+            taken = 0
             while rq:
-                gang = self._place_short(best) if short else self._place(best)
+                gang = place(best)
                 if gang is None:
                     blocked.add(best)
                     break
@@ -359,10 +361,14 @@ class Scheduler:
                 rng[0] = tid + 1
                 if rng[0] == rng[1]:
                     rq.popleft()
-                self._set_state(tid, DISPATCHED)
-                self.running[tid] = gang
+                if validate:
+                    self._set_state(tid, DISPATCHED)
+                else:  # ready ranges hold only READY tasks (an invariant validate checks)
+                    state[tid] = DISPATCHED
+                running[tid] = gang
                 out.append((tid, gang))
-                self.n_ready -= 1
+                taken += 1
+            self.n_ready -= taken
             if not rq:
                 heapq.heappop(heaps[best])
                 self.s_queued[sid] = False
@@ -391,7 +397,7 @@ class Scheduler:
             self.npend[ct] -= 1
             if self.npend[ct] == 0 and self.s_wait[c] == 0 and self.state[ct] == PENDING:
                 self._eligible(c, ct, ct + 1)
-        kids = self.edge_children.get(tid)
+        kids = self.edge_children.get(tid) if self.edge_children else None
         if kids:
             for ct in kids:
                 self.npend[ct] -= 1
@@ -399,7 +405,8 @@ class Scheduler:
                 if self.npend[ct] == 0 and self.s_wait[c] == 0 and self.state[ct] == PENDING:
                     self._eligible(c, ct, ct + 1)
         self._terminal(sid)
-        self._check()
+        if self.validate:
+            self._check()
 
     def task_failed(self, tid: int) -> bool:
         """The task raised, timed out or was lost for good.

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -154,6 +154,10 @@ class TraceWriter:
         self.start_time = time.time() if start_time is None else start_time
         self.flush_interval = flush_interval
         self.rows: list[tuple[Any, ...]] = []
+        self.blocks: list[np.ndarray] = []  # ROW_DTYPE arrays from add_rows
+        #: called first by :meth:`flush`, so a driver that buffers rows in its own
+        #: compact form (the master) hands them over at every flush
+        self.pre_flush: Callable[[], None] | None = None
         self.errors: list[dict[str, Any]] = []
         self.nrows = 0
         self.last_flush = time.monotonic()
@@ -266,6 +270,11 @@ class TraceWriter:
         if len(self.rows) >= ROWS_PER_FLUSH:
             self.flush()
 
+    def add_rows(self, rows: np.ndarray) -> None:
+        """Append many rows at once (a ROW_DTYPE array); written at the next flush."""
+        if len(rows):
+            self.blocks.append(rows)
+
     def add_error(self, task: int, attempt: int, rank: int, host: str, etype: str,
                   message: str, tb: str) -> None:
         """Record a failed attempt's error (written at the next flush)."""
@@ -274,24 +283,28 @@ class TraceWriter:
 
     def maybe_flush(self) -> None:
         """Flush if ``flush_interval`` has passed since the last flush."""
-        if (self.rows or self.errors) and \
+        if (self.rows or self.errors or self.blocks or self.pre_flush is not None) and \
                 time.monotonic() - self.last_flush >= self.flush_interval:
             self.flush()
 
     def flush(self) -> None:
         """Write buffered rows and errors and flush the file to disk."""
         self.last_flush = time.monotonic()
+        if self.pre_flush is not None:
+            self.pre_flush()
         if self.rows:
-            base = np.array(self.rows, dtype=ROW_DTYPE)
+            self.blocks.append(np.array(self.rows, dtype=ROW_DTYPE))
             self.rows = []
+        if self.blocks:
+            base = self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
+            self.blocks = []
             arr = np.zeros(len(base), dtype=TASK_DTYPE)
             for n, _t, _c in _ROW_FIELDS:
                 arr[n] = base[n]
-            names, single = self._set_names, self._set_single
-            arr["name"] = [(names[s] if single[s] else f"{names[s]}[{i}]").encode()[:64]
-                           for s, i in zip(base["set"].tolist(), base["index"].tolist())]
+            arr["name"] = self._names(base["set"], base["index"])
             hosts = self._hosts
-            arr["host"] = [hosts.get(w, b"") for w in base["worker"].tolist()]
+            ranks, inv = np.unique(base["worker"], return_inverse=True)
+            arr["host"] = np.array([hosts.get(int(w), b"") for w in ranks], dtype="S64")[inv]
             ds = self.tasks
             n0 = ds.shape[0]
             ds.resize((n0 + len(arr),))
@@ -304,6 +317,16 @@ class TraceWriter:
             ds[n0:] = _table(self.errors, ERROR_FIELDS)
             self.errors = []
         self.f.flush()
+
+    def _names(self, sids: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Task names 'set' or 'set[i]' as UTF-8 cut at 64 bytes (vectorized)."""
+        names = np.array([n.encode() for n in self._set_names] or [b""], dtype=object)
+        single = np.array(self._set_single or [True], dtype=bool)
+        out = names[sids]
+        multi = ~single[sids]
+        if multi.any():
+            out[multi] = out[multi] + b"[" + index[multi].astype("S20").astype(object) + b"]"
+        return out.astype("S64")  # cuts at 64 bytes
 
     def close(self, complete: bool = True, **summary: Any) -> None:
         """Flush, record the summary attributes and ``complete``, close the file."""
