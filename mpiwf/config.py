@@ -61,7 +61,7 @@ class Config:
             prefetched and batched; longer tasks go only to idle workers.
         poll_spin: seconds an idle loop polls before it starts to sleep.
         poll_max_sleep: cap of the idle loop's exponential back-off, seconds.
-        trace_flush: seconds between trace flushes (rows are also flushed every 4096).
+        trace_flush: seconds between trace flushes (rows are also flushed every 16384).
         rundir: directory for per-task files and executables' output.
         log_level: a :mod:`logging` level name.
         progress_interval: seconds between progress lines (0 turns them off).

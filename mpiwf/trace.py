@@ -16,7 +16,8 @@ Layout of a trace file (plain h5py reads all of it; no pickles)::
 
 All times are float64 seconds since the run's ``start_time``. Rows are appended in
 batches and the file is flushed after each, so a killed run keeps every task whose
-row was flushed (at most ``flush_interval`` seconds or 4096 rows are at risk).
+row was flushed (at most ``flush_interval`` seconds or ROWS_PER_FLUSH = 16384 rows
+are at risk).
 Only rank 0 writes. This module never imports mpi4py.
 """
 
@@ -36,7 +37,7 @@ from .resources import WorkerSpec
 
 FORMAT = "mpiwf-trace"
 FORMAT_VERSION = 1
-ROWS_PER_FLUSH = 4096
+ROWS_PER_FLUSH = 16384
 
 #: Per-attempt task rows: (field, dtype, meaning).
 TASK_FIELDS: list[tuple[str, str, str]] = [
@@ -197,7 +198,7 @@ class TraceWriter:
         for k, v in (attrs or {}).items():
             self.set_attr(k, v)
         self.tasks = self.g.create_dataset("tasks", shape=(0,), maxshape=(None,),
-                                           dtype=TASK_DTYPE, chunks=(ROWS_PER_FLUSH,))
+                                           dtype=TASK_DTYPE, chunks=(4096,))
         self.g.create_dataset("sets", shape=(0,), maxshape=(None,), dtype=_dtype(SET_FIELDS),
                               chunks=(256,))
         self.g.create_dataset("set_edges", shape=(0, 3), maxshape=(None, 3), dtype="<i8",

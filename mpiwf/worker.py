@@ -66,7 +66,7 @@ class Executor:
 
     def run_task(self, msg: TaskMsg, sid: int) -> Result:
         """Run one task and return its Result tuple (never raises for kernel errors)."""
-        if type(msg) is int:  # a bare id: first attempt, one rank, no inputs
+        if isinstance(msg, int):  # a bare id: first attempt, one rank, no inputs
             tid, attempt, gang, inputs = msg, 0, None, None
         else:
             tid, attempt, gang, inputs = msg
@@ -125,7 +125,7 @@ class Executor:
         if tag == Tag.TASKS:
             defs, tasks = payload
             self.define(defs)
-            out = [self.run_task(m, self._sid_of(m if type(m) is int else m[0]))
+            out = [self.run_task(m, self._sid_of(m if isinstance(m, int) else m[0]))
                    for m in tasks]
             return [(Tag.RESULTS, out)]
         if tag == Tag.STOP:
@@ -176,7 +176,7 @@ class Worker:
         sets = self.ex.sets
         last: SetDef | None = None
         for m in tasks:
-            tid = m if type(m) is int else m[0]
+            tid = m if isinstance(m, int) else m[0]
             if last is None or not (last[2] <= tid < last[2] + last[3]):
                 last = next(d for d in sets.values() if d[2] <= tid < d[2] + d[3])
             self.queue.append((m, last[0]))
@@ -197,7 +197,7 @@ class Worker:
                 elif tag == Tag.CANCEL:
                     while q:
                         m, _sid = q.popleft()
-                        tid, att = (m, 0) if type(m) is int else (m[0], m[1])
+                        tid, att = (m, 0) if isinstance(m, int) else (m[0], m[1])
                         self.results.append((tid, att, STATUS_CANCELLED, time.time(), 0.0,
                                              None, None))
                     self._send_results()
