@@ -269,10 +269,13 @@ class Master:
                     # any more, so the row is completed (vectorized) at flush time
                     rows.append((tid, attempt, gang[0], len(gang), started - off, dur, recv))
             elif status == STATUS_CANCELLED:
+                rdy, d = ready_at[tid] - t0, disp[tid] - t0
                 code = CANCELLED
                 sched.cancel_running(tid)
                 final = True
             else:
+                # before a retry re-stamps this task's ready time
+                rdy, d = ready_at[tid] - t0, disp[tid] - t0
                 code = STATUS_TIMEDOUT if status == STATUS_TIMEOUT else FAILED
                 final = not sched.task_failed(tid)
                 if self.trace is not None and err is not None:
@@ -281,7 +284,6 @@ class Master:
                     log.warning("task %s failed on rank %s (%s: %s)%s", wf.task_name(tid),
                                 err[3], err[0], err[1], "" if final else "; retrying")
             if add is not None and code != DONE:
-                d = disp[tid] - t0
                 s = started - off - t0
                 if s < d:
                     s = d
@@ -292,7 +294,7 @@ class Master:
                         s = e
                 w = gang[0]
                 add((tid, ts.sid, tid - ts.offset, attempt, code, self.rank_of[w], len(gang),
-                     self.node_of[w], ts.cores, ts.gpus, created[tid], ready_at[tid] - t0, d,
+                     self.node_of[w], ts.cores, ts.gpus, created[tid], rdy, d,
                      s, e, recv))
             if callbacks:
                 ev = TaskEvent(tid, wf.task_name(tid), ts.name, code == DONE, value, err,

@@ -188,7 +188,7 @@ class Scheduler:
         r, c, g = ts.ranks, ts.cores, ts.gpus
         short = (self.prefetch > 0 and r == 1 and ts.duration <= self.short_task
                  and any(wc >= c and wg >= g for wc, wg in zip(self.w_cores, self.w_gpus)))
-        cap = 1 + self.prefetch
+        cap = 1 + self.prefetch if short else 1
         if short and self.batch > self.prefetch:
             d = ts.duration
             deep = self.batch if d <= 0 else min(self.batch, int(self.lookahead / d))
