@@ -320,14 +320,16 @@ class TraceWriter:
         self.f.flush()
 
     def _names(self, sids: np.ndarray, index: np.ndarray) -> np.ndarray:
-        """Task names 'set' or 'set[i]' as UTF-8 cut at 64 bytes (vectorized)."""
-        names = np.array([n.encode() for n in self._set_names] or [b""], dtype=object)
-        single = np.array(self._set_single or [True], dtype=bool)
-        out = names[sids]
-        multi = ~single[sids]
-        if multi.any():
-            out[multi] = out[multi] + b"[" + index[multi].astype("S20").astype(object) + b"]"
-        return out.astype("S64")  # cuts at 64 bytes
+        """Task names 'set' or 'set[i]' as UTF-8 cut at 64 bytes (vectorized per set)."""
+        out = np.zeros(len(sids), dtype="S64")
+        for sid in np.unique(sids).tolist():
+            m = sids == sid
+            name = self._set_names[sid].encode()
+            if self._set_single[sid]:
+                out[m] = name[:64]
+            else:
+                out[m] = _index_names(name, index[m]).astype("S64")  # cuts at 64 bytes
+        return out
 
     def close(self, complete: bool = True, **summary: Any) -> None:
         """Flush, record the summary attributes and ``complete``, close the file."""
@@ -340,6 +342,34 @@ class TraceWriter:
         self.g.attrs["end_time"] = time.time()
         self.f.flush()
         self.f.close()
+
+
+def _index_names(prefix: bytes, idx: np.ndarray) -> np.ndarray:
+    """``prefix[i]`` for every ``i`` in ``idx`` (non-negative), built digit by digit in
+    a byte matrix: no Python string per row on the trace's flush path."""
+    n, lp = len(idx), len(prefix)
+    v = idx.astype(np.int64)
+    nd = np.ones(n, dtype=np.int64)  # decimal digits of each index
+    p = 10
+    while n:
+        more = v >= p
+        if not more.any():
+            break
+        nd += more
+        p *= 10
+    maxd = int(nd.max()) if n else 1
+    width = lp + maxd + 2
+    buf = np.zeros((n, width), dtype=np.uint8)
+    if lp:
+        buf[:, :lp] = np.frombuffer(prefix, dtype=np.uint8)
+    buf[:, lp] = ord("[")
+    rows = np.arange(n)
+    for k in range(maxd):  # k-th digit from the right sits at column lp + nd - k
+        m = nd > k
+        buf[rows[m], (lp + nd - k)[m]] = 48 + (v % 10)[m]
+        v = v // 10
+    buf[rows, lp + nd + 1] = ord("]")
+    return buf.view(f"S{width}").ravel()
 
 
 # ====================================================================== reading

@@ -193,3 +193,12 @@ def test_compact_rows_match_the_schema_and_order_times(tmp_path) -> None:
     assert np.all(t["host"] != b"") and np.all(t["nworkers"] == 1)
     # the dependency of "one" on all of "a" holds in the recorded times
     assert done[done["task"] == 300]["started"][0] >= done[done["task"] < 300]["ended"].max()
+
+
+def test_index_names_match_python_formatting() -> None:
+    from mpiwf.trace import _index_names
+
+    idx = np.array([0, 7, 9, 10, 11, 99, 100, 101, 999, 1000, 123456789, 10**12])
+    got = _index_names("sät".encode(), idx).tolist()
+    assert got == [f"sät[{i}]".encode() for i in idx.tolist()]
+    assert _index_names(b"x", np.zeros(0, dtype=np.int64)).tolist() == []
