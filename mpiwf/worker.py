@@ -3,8 +3,8 @@
 A worker keeps a local queue (rank 0 may prefetch several short tasks), runs one
 task at a time, and sends results in small batches: after every task that took
 longer than ``result_flush`` seconds, when its queue runs dry, when the batch is
-full, or when the results outnumber the tasks still queued (so the queue is refilled
-before it runs dry). A kernel's exception is a value (type, message, traceback,
+full, or when 4 or more results outnumber the tasks still queued (so the queue is
+refilled before it runs dry). A kernel's exception is a value (type, message, traceback,
 rank, host); it never ends the worker. Idle waiting backs off politely
 (:class:`~mpiwf.comm.Backoff`).
 """
@@ -208,7 +208,8 @@ class Worker:
                 # run queued tasks back to back until a batch of results is due (one
                 # poll per batch, not per task: null tasks cost microseconds). Results
                 # also go once they outnumber the tasks still queued, so rank 0 refills
-                # the queue before it runs dry (no round-trip bubble per window).
+                # the queue before it runs dry (no round-trip bubble per window); at
+                # least 4, so a lagging rank 0 is not sent one message per task.
                 results, run_task, pop = self.results, self.ex.run_task, q.popleft
                 flush_at = self.last_send + self.result_flush
                 cap = self.max_batch
@@ -216,7 +217,8 @@ class Worker:
                     m, sid = pop()
                     results.append(run_task(m, sid))
                     nr = len(results)
-                    if nr >= cap or nr >= len(q) or time.perf_counter() >= flush_at:
+                    if nr >= cap or (nr >= 4 and nr >= len(q)) or \
+                            time.perf_counter() >= flush_at:
                         break
                 self._send_results()
                 continue

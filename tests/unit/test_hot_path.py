@@ -202,3 +202,20 @@ def test_index_names_match_python_formatting() -> None:
     got = _index_names("sät".encode(), idx).tolist()
     assert got == [f"sät[{i}]".encode() for i in idx.tolist()]
     assert _index_names(b"x", np.zeros(0, dtype=np.int64)).tolist() == []
+
+
+def test_sched_scale_benchmark_runs_and_reports(capsys) -> None:
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "sched_scale.py")
+    spec = importlib.util.spec_from_file_location("sched_scale", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--max", "1e4", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    for shape in ("independent", "layered", "one-to-one"):
+        assert any(line.startswith(shape) for line in out.splitlines())
+        assert f"bytes_per_task[{shape}" in out
+    assert mod.main(["--max", "10"]) == 2
