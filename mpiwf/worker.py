@@ -1,12 +1,12 @@
 """The worker loop: receive tasks, run kernels, time them, send results back.
 
 A worker keeps a local queue (rank 0 may prefetch several short tasks), runs one
-task at a time, and sends results in small batches: after every task that took
-longer than ``result_flush`` seconds, when its queue runs dry, when the batch is
-full, or when 4 or more results outnumber the tasks still queued (so the queue is
-refilled before it runs dry). A kernel's exception is a value (type, message, traceback,
-rank, host); it never ends the worker. Idle waiting backs off politely
-(:class:`~mpiwf.comm.Backoff`).
+task at a time, and sends results in small batches: once the tasks run since the
+last send took ``result_flush`` seconds, when its queue runs dry, when the batch is
+full, or when the results (of at least 200 us of work) outnumber the tasks still
+queued (so the queue is refilled before it runs dry). A kernel's exception is a
+value (type, message, traceback, rank, host); it never ends the worker. Idle waiting
+backs off politely (:class:`~mpiwf.comm.Backoff`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from .protocol import (
 
 log = logging.getLogger("mpiwf.worker")
 _BIG = 1 << 62
+#: kernel seconds after which results go early, once they outnumber the queued tasks
+_EARLY = 200e-6
 
 
 class Executor:
@@ -151,7 +153,8 @@ class Worker:
     Args:
         endpoint: its transport endpoint (rank 0 is the master).
         executor: runs the tasks.
-        result_flush: send results at least this often (s) while tasks run.
+        result_flush: send results once the kernels run since the last send took
+            this long (seconds of their own durations, not of the wall clock).
         max_batch: send results when this many are waiting.
         backoff: idle waiting policy.
     """
@@ -208,17 +211,21 @@ class Worker:
                 # run queued tasks back to back until a batch of results is due (one
                 # poll per batch, not per task: null tasks cost microseconds). Results
                 # also go once they outnumber the tasks still queued, so rank 0 refills
-                # the queue before it runs dry (no round-trip bubble per window); at
-                # least 4, so a lagging rank 0 is not sent one message per task.
+                # the queue before it runs dry (no round-trip bubble per window), but
+                # only after _EARLY seconds of work: null tasks keep full batches.
+                # The time limit counts the kernels' own durations, not the wall clock:
+                # on a loaded node a descheduled worker would otherwise send a message
+                # per null task, and rank 0 drowns in messages.
                 results, run_task, pop = self.results, self.ex.run_task, q.popleft
-                flush_at = self.last_send + self.result_flush
-                cap = self.max_batch
+                cap, flush = self.max_batch, self.result_flush
+                spent = 0.0
                 while q:
                     m, sid = pop()
-                    results.append(run_task(m, sid))
+                    r = run_task(m, sid)
+                    results.append(r)
+                    spent += r[4]
                     nr = len(results)
-                    if nr >= cap or (nr >= 4 and nr >= len(q)) or \
-                            time.perf_counter() >= flush_at:
+                    if nr >= cap or spent >= flush or (nr >= len(q) and spent >= _EARLY):
                         break
                 self._send_results()
                 continue
