@@ -56,7 +56,9 @@ class Config:
     Attributes:
         mode: ``async``, ``sequential`` or ``doa=K``.
         prefetch: tasks a worker may hold beyond the one it runs (short tasks only).
-        batch: most tasks sent to one worker in one message.
+        batch: most short tasks a worker may hold when their estimate is tiny (the
+            scheduler's deep window: up to 1 ms of their work, at least
+            ``1 + prefetch``); they travel many per message.
         short_task: a set whose estimated duration is at most this (seconds) may be
             prefetched and batched; longer tasks go only to idle workers.
         poll_spin: seconds an idle loop polls before it starts to sleep.
