@@ -19,7 +19,8 @@ Policy:
   CPU-only workers for its cores, then the cores of GPU workers if still short
   (CPU work prefers CPU-only workers, so GPUs stay free for GPU work). *Short* tasks
   (one worker, estimate <= ``short_task``) may be prefetched: a worker holds up to
-  ``1 + prefetch`` of them.
+  ``1 + prefetch`` of them, or, with ``batch`` > ``prefetch``, up to ``lookahead``
+  seconds of them (at most ``1 + batch``): null tasks then go 65 to a worker.
 
 Every event's cost is independent of the DAG size: dependencies are counted per set
 (``all``) or per task (``one`` and task edges), ready work is kept as id ranges per
