@@ -204,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # -- independent null tasks (the headline) and rank 0's memory per task,
         # after a warm-up run (imports, h5py, first MPI messages)
-        _mpiwf_run(comm, _null_wf(1000), True, tmp)
+        dt0, _ = _mpiwf_run(comm, _null_wf(1000), True, tmp)
+        if rank == 0:
+            print(f"# warm-up: 1000 null tasks in {dt0:.3f} s (run() start-up and shutdown "
+                  "included)", flush=True)
         rss0, _ = _rss_kib()
         dt, n = _mpiwf_run(comm, _null_wf(a.tasks), True, tmp)
         _, peak = _rss_kib()
@@ -240,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         effs: list[tuple[float, float]] = []
         for us in (1000, 500, 200, 100, 50, 20, 10, 5, 2):
             d = us * 1e-6
-            ns = _spin_tasks(d, workers, a.spin_seconds / 2, a.tasks)
+            ns = _spin_tasks(d, workers, a.spin_seconds, a.tasks)
             dt, _ = _mpiwf_run(comm, _spin_wf(ns, d), True, tmp)
             eff = _eff(ns, d, workers, dt)
             effs.append((us, eff))
