@@ -56,12 +56,14 @@ class Config:
     Attributes:
         mode: ``async``, ``sequential`` or ``doa=K``.
         prefetch: tasks a worker may hold beyond the one it runs (short tasks only).
-        batch: most tasks sent to one worker in one message.
+        batch: most short tasks a worker may hold when their estimate is tiny (the
+            scheduler's deep window: up to 1 ms of their work, at least
+            ``1 + prefetch``); they travel many per message.
         short_task: a set whose estimated duration is at most this (seconds) may be
             prefetched and batched; longer tasks go only to idle workers.
         poll_spin: seconds an idle loop polls before it starts to sleep.
         poll_max_sleep: cap of the idle loop's exponential back-off, seconds.
-        trace_flush: seconds between trace flushes (rows are also flushed every 4096).
+        trace_flush: seconds between trace flushes (rows are also flushed every 16384).
         rundir: directory for per-task files and executables' output.
         log_level: a :mod:`logging` level name.
         progress_interval: seconds between progress lines (0 turns them off).

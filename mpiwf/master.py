@@ -23,9 +23,13 @@ from .errors import RunError
 from .protocol import STATUS_CANCELLED, STATUS_OK, STATUS_TIMEOUT, Tag, setdef
 from .resources import WorkerSpec
 from .scheduler import CANCELLED, DONE, FAILED, Scheduler
+from .trace import ROW_DTYPE, ROWS_PER_FLUSH
 from .workflow import DEP_ALL, DEP_ONE, Workflow
 
 log = logging.getLogger("mpiwf.master")
+
+_RAW_ROW = np.dtype([("task", "<i8"), ("attempt", "<i2"), ("w", "<i8"), ("nw", "<i4"),
+                     ("started", "<f8"), ("dur", "<f8"), ("recv", "<f8")])
 
 STATUS_TIMEDOUT = 8  # trace status of an attempt that ran past its timeout
 
@@ -117,7 +121,7 @@ class Master:
         self.offsets = list(clock_offsets or [0.0] * len(self.workers))
         self.sched = Scheduler(workflow, self.workers, window=config.window,
                                prefetch=config.prefetch, short_task=config.short_task,
-                               validate=config.validate)
+                               validate=config.validate, batch=config.batch)
         self.rank_of = [w.rank for w in self.workers]
         self.w_of_rank = {w.rank: i for i, w in enumerate(self.workers)}
         self.node_of = [w.node for w in self.workers]
@@ -136,6 +140,13 @@ class Master:
         #: called once per loop turn; while it returns True the run stays open even
         #: with every task finished (a driver may still add sets: mpiwf.futures)
         self.pump: Callable[[], bool] | None = None
+        # rows of successful attempts, kept compact until the trace flushes (see
+        # _flush_rows): (task, attempt, worker index, gang size, started on rank 0's
+        # clock, duration, received)
+        self._rows: list[tuple[int, int, int, int, float, float, float]] = []
+        self._set_cols: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        if trace is not None:
+            trace.pre_flush = self._flush_rows
         self._update_keep()
 
     # ------------------------------------------------------------------ helpers
@@ -187,9 +198,24 @@ class Master:
         per: dict[int, list[Any]] = {}
         wf = self.wf
         attempts = self.sched.attempts
+        lo = hi = 0
+        ts: Any = None
+        plain = False
         for tid, gang in decisions:
             disp[tid] = now
-            ts = wf.set_of(tid)
+            if not lo <= tid < hi:  # most decisions come in runs of one set
+                ts = wf.set_of(tid)
+                lo, hi = ts.offset, ts.offset + ts.n
+                plain = not ts.inputs and ts.ranks == 1
+            if plain:
+                # the common case travels as a bare id (see protocol.TaskMsg)
+                att = attempts.get(tid, 0) if attempts else 0
+                msg: Any = (tid, att, None, None) if att else tid
+                lst = per.get(gang[0])
+                if lst is None:
+                    per[gang[0]] = lst = []
+                lst.append((ts.sid, msg))
+                continue
             inputs = self._inputs(tid) if ts.inputs else None
             ranks = tuple(self.rank_of[w] for w in gang) if ts.ranks > 1 else None
             msg = (tid, attempts.get(tid, 0), ranks, inputs)
@@ -220,15 +246,23 @@ class Master:
         created, disp = self.created.a, self.dispatched.a
         ready_at = sched.ready_at
         wf = self.wf
-        add = self.trace.add if self.trace is not None else None
+        trace = self.trace
+        add = trace.add if trace is not None else None
+        rows = self._rows if trace is not None else None
         recv = now - t0
         callbacks = self.callbacks
         nsets = len(wf.sets)
+        running = sched.running
+        attempts = sched.attempts
+        lo = hi = 0
+        ts: Any = None
         for tid, attempt, status, started, dur, value, err in results:
-            gang = sched.running.get(tid)
-            if gang is None or attempt != sched.attempts.get(tid, 0):
+            gang = running.get(tid)
+            if gang is None or attempt != attempts.get(tid, 0):
                 continue  # a late copy of a re-queued task: its new run counts
-            ts = wf.set_of(tid)
+            if not lo <= tid < hi:  # results mostly come in runs of one set
+                ts = wf.set_of(tid)
+                lo, hi = ts.offset, ts.offset + ts.n
             o = off
             if ts.ranks > 1 and len(gang) > 1:
                 merged = self._gang_report(src, gang, tid, attempt,
@@ -237,26 +271,24 @@ class Master:
                     continue  # other members of the gang have not reported yet
                 status, started, dur, value, err = merged
                 o = self.offsets[gang[0]]
-            d = disp[tid] - t0
-            s = started - o - t0
-            if s < d:
-                s = d
-            e = s + dur
-            if e > recv:
-                e = recv
-                if s > e:
-                    s = e
             if status == STATUS_OK:
                 code = DONE
                 sched.task_done(tid)
                 if self.keep[ts.sid] and value is not None:
                     self.results[tid] = value
                 final = True
+                if rows is not None:
+                    # done is final: its created/ready/dispatched times cannot change
+                    # any more, so the row is completed (vectorized) at flush time
+                    rows.append((tid, attempt, gang[0], len(gang), started - o, dur, recv))
             elif status == STATUS_CANCELLED:
+                rdy, d = ready_at[tid] - t0, disp[tid] - t0
                 code = CANCELLED
                 sched.cancel_running(tid)
                 final = True
             else:
+                # before a retry re-stamps this task's ready time
+                rdy, d = ready_at[tid] - t0, disp[tid] - t0
                 code = STATUS_TIMEDOUT if status == STATUS_TIMEOUT else FAILED
                 final = not sched.task_failed(tid)
                 if self.trace is not None and err is not None:
@@ -264,10 +296,18 @@ class Master:
                 if err is not None:
                     log.warning("task %s failed on rank %s (%s: %s)%s", wf.task_name(tid),
                                 err[3], err[0], err[1], "" if final else "; retrying")
-            if add is not None:
+            if add is not None and code != DONE:
+                s = started - o - t0
+                if s < d:
+                    s = d
+                e = s + dur
+                if e > recv:
+                    e = recv
+                    if s > e:
+                        s = e
                 w = gang[0]
                 add((tid, ts.sid, tid - ts.offset, attempt, code, self.rank_of[w], len(gang),
-                     self.node_of[w], ts.cores, ts.gpus, created[tid], ready_at[tid] - t0, d,
+                     self.node_of[w], ts.cores, ts.gpus, created[tid], rdy, d,
                      s, e, recv))
             if callbacks:
                 ev = TaskEvent(tid, wf.task_name(tid), ts.name, code == DONE, value, err,
@@ -276,6 +316,49 @@ class Master:
                     cb(ev)
         if len(wf.sets) > nsets:
             self._sets_added(nsets)
+        if rows is not None and len(rows) >= ROWS_PER_FLUSH and trace is not None:
+            trace.flush()
+
+    def _flush_rows(self) -> None:
+        """Hand the buffered rows of successful attempts to the trace as one array."""
+        rows = self._rows
+        if not rows or self.trace is None:
+            return
+        self._rows = []
+        a = np.array(rows, dtype=_RAW_ROW)
+        wf = self.wf
+        if self._set_cols is None or self._set_cols[0] != len(wf.sets):
+            self._set_cols = (len(wf.sets),
+                              np.array([ts.offset for ts in wf.sets], dtype=np.int64),
+                              np.array([ts.cores for ts in wf.sets], dtype=np.int32),
+                              np.array([ts.gpus for ts in wf.sets], dtype=np.int32))
+        _n, offs, cores, gpus = self._set_cols
+        tid = a["task"]
+        sid = np.searchsorted(offs, tid, side="right") - 1
+        w = a["w"]
+        t0 = self.t0
+        out = np.zeros(len(a), dtype=ROW_DTYPE)
+        out["task"] = tid
+        out["set"] = sid
+        out["index"] = tid - offs[sid]
+        out["attempt"] = a["attempt"]
+        out["status"] = DONE
+        out["worker"] = np.asarray(self.rank_of)[w]
+        out["nworkers"] = a["nw"]
+        out["node"] = np.asarray(self.node_of)[w]
+        out["cores"] = cores[sid]
+        out["gpus"] = gpus[sid]
+        out["created"] = self.created.a[tid]
+        out["ready"] = self.sched.ready_at[tid] - t0
+        # the same clamps as the per-row path: dispatched <= started <= ended <= received
+        d = self.dispatched.a[tid] - t0
+        s = np.maximum(a["started"] - t0, d)
+        e = np.minimum(s + a["dur"], a["recv"])
+        out["dispatched"] = d
+        out["started"] = np.minimum(s, e)
+        out["ended"] = e
+        out["received"] = a["recv"]
+        self.trace.add_rows(out)
 
     def _gang_report(self, src: int, gang: tuple[int, ...], tid: int, attempt: int,
                      rep: tuple[Any, ...]) -> tuple[Any, ...] | None:

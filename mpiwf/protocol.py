@@ -15,7 +15,8 @@ CANCEL      0 -> w     ``None``: drop queued tasks (they are reported cancelled)
 ==========  =========  ==============================================================
 
 SetDef  = (sid, name, offset, n, kernel, args, kwargs, timeout, isolate, ranks)
-TaskMsg = (tid, attempt, gang_ranks or None, inputs or None)
+TaskMsg = (tid, attempt, gang_ranks or None, inputs or None), or the bare int ``tid``
+          for the common case (attempt 0, one rank, no inputs): cheaper to pickle
 Result  = (tid, attempt, status, started, duration, value, error)
           status: STATUS_OK, STATUS_ERROR, STATUS_TIMEOUT, STATUS_CANCELLED
           started: worker's time.time() at kernel start; duration: perf_counter span
@@ -48,7 +49,7 @@ class Tag(enum.IntEnum):
 
 
 SetDef = tuple[int, str, int, int, str, tuple[Any, ...], dict[str, Any], Any, bool, int]
-TaskMsg = tuple[int, int, Any, Any]
+TaskMsg = tuple[int, int, Any, Any] | int
 Result = tuple[int, int, int, float, float, Any, Any]
 
 

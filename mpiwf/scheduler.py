@@ -19,7 +19,8 @@ Policy:
   CPU-only workers for its cores, then the cores of GPU workers if still short
   (CPU work prefers CPU-only workers, so GPUs stay free for GPU work). *Short* tasks
   (one worker, estimate <= ``short_task``) may be prefetched: a worker holds up to
-  ``1 + prefetch`` of them.
+  ``1 + prefetch`` of them, or, with ``batch`` > ``prefetch``, up to ``lookahead``
+  seconds of them (at most ``1 + batch``): null tasks then go 65 to a worker.
 
 Every event's cost is independent of the DAG size: dependencies are counted per set
 (``all``) or per task (``one`` and task edges), ready work is kept as id ranges per
@@ -70,6 +71,11 @@ class Scheduler:
         prefetch: extra short tasks a busy worker may hold.
         short_task: estimate (s) up to which a one-worker task is *short*.
         validate: check every invariant after every event (slow; tests).
+        batch: when larger than ``prefetch``, a worker may hold up to ``1 + batch``
+            short tasks of a set whose estimate is tiny: as many as ``lookahead``
+            seconds of its work (never fewer than ``1 + prefetch``). Null and
+            microsecond tasks then travel many per message. 0 turns this off.
+        lookahead: seconds of queued short work a worker may hold (see ``batch``).
 
     Attributes:
         now: the driver's clock, stamped into :attr:`ready_at`.
@@ -77,7 +83,8 @@ class Scheduler:
     """
 
     def __init__(self, workflow: Workflow, workers: Sequence[WorkerSpec], window: int = 0,
-                 prefetch: int = 0, short_task: float = 0.0, validate: bool = False) -> None:
+                 prefetch: int = 0, short_task: float = 0.0, validate: bool = False,
+                 batch: int = 0, lookahead: float = 1e-3) -> None:
         if window < 0:
             raise ValueError("window must be >= 0")
         if not workers:
@@ -86,7 +93,9 @@ class Scheduler:
         self.workers = list(workers)
         self.window = window
         self.prefetch = prefetch
-        self.cap = 1 + prefetch
+        self.cap = 1 + prefetch         # largest per-worker window of any class
+        self.batch = batch
+        self.lookahead = lookahead
         self.short_task = short_task
         self.validate = validate
         self.now = 0.0
@@ -114,8 +123,9 @@ class Scheduler:
         self.edge_children: dict[int, list[int]] = {}
         # ---- request classes: (ranks, cores, gpus, short) -> index
         self.cls_key: list[tuple[int, int, int, bool]] = []
-        self.cls_index: dict[tuple[int, int, int, bool], int] = {}
+        self.cls_index: dict[tuple[int, int, int, bool, int], int] = {}
         self.cls_heap: list[list[tuple[float, int, int]]] = []
+        self.cls_cap: list[int] = []    # per class: most tasks a worker may hold
         self.seq = 0
         # ---- stages
         self.stage_left: list[int] = []
@@ -131,6 +141,7 @@ class Scheduler:
         self.w_kind = [1 if w.gpus else 0 for w in self.workers]
         self.load = [0] * len(self.workers)
         self.short_mode = [False] * len(self.workers)
+        self.w_cap = [0] * len(self.workers)  # window of a worker in short mode
         self.lost = [False] * len(self.workers)
         nn = len(nodes)
         self.idle_cpu: list[list[int]] = [[] for _ in range(nn)]
@@ -153,6 +164,7 @@ class Scheduler:
         self.n_cancelled = 0
         self._edges_seen = 0
         self._started = False
+        self._sid_lo = self._sid_hi = self._sid_last = 0
         self._add_sets(range(len(workflow.sets)))
 
     # ================================================================== helpers
@@ -177,13 +189,19 @@ class Scheduler:
         r, c, g = ts.ranks, ts.cores, ts.gpus
         short = (self.prefetch > 0 and r == 1 and ts.duration <= self.short_task
                  and any(wc >= c and wg >= g for wc, wg in zip(self.w_cores, self.w_gpus)))
-        key = (r, c, g, short)
-        k = self.cls_index.get(key)
+        cap = 1 + self.prefetch if short else 1
+        if short and self.batch > self.prefetch:
+            d = ts.duration
+            deep = self.batch if d <= 0 else min(self.batch, int(self.lookahead / d))
+            cap = 1 + max(self.prefetch, deep)
+        k = self.cls_index.get((r, c, g, short, cap))
         if k is None:
             k = len(self.cls_key)
-            self.cls_index[key] = k
-            self.cls_key.append(key)
+            self.cls_index[(r, c, g, short, cap)] = k
+            self.cls_key.append((r, c, g, short))
             self.cls_heap.append([])
+            self.cls_cap.append(cap)
+            self.cap = max(self.cap, cap)
         return k
 
     def _set_state(self, tid: int, new: int) -> None:
@@ -337,9 +355,11 @@ class Scheduler:
                 break
             sid = bkey[2]
             rq = self.s_ready[sid]
-            short = self.cls_key[best][3]
+            place = self._place_short if self.cls_key[best][3] else self._place
+            running, state, validate = self.running, self.state, self.validate
+            taken = 0
             while rq:
-                gang = self._place_short(best) if short else self._place(best)
+                gang = place(best)
                 if gang is None:
                     blocked.add(best)
                     break
@@ -348,10 +368,14 @@ class Scheduler:
                 rng[0] = tid + 1
                 if rng[0] == rng[1]:
                     rq.popleft()
-                self._set_state(tid, DISPATCHED)
-                self.running[tid] = gang
+                if validate:
+                    self._set_state(tid, DISPATCHED)
+                else:  # ready ranges hold only READY tasks (an invariant validate checks)
+                    state[tid] = DISPATCHED
+                running[tid] = gang
                 out.append((tid, gang))
-                self.n_ready -= 1
+                taken += 1
+            self.n_ready -= taken
             if not rq:
                 heapq.heappop(heaps[best])
                 self.s_queued[sid] = False
@@ -365,9 +389,13 @@ class Scheduler:
 
     def task_done(self, tid: int) -> None:
         """The task ended successfully: free its gang and release its dependents."""
-        if self.state[tid] == DISPATCHED:
-            self._set_state(tid, RUNNING)
-        self._set_state(tid, DONE)
+        st = self.state[tid]
+        if (st == DISPATCHED or st == RUNNING) and not self.validate:
+            self.state[tid] = DONE  # both edges are legal: skip the table (hot path)
+        else:
+            if st == DISPATCHED:
+                self._set_state(tid, RUNNING)
+            self._set_state(tid, DONE)
         self._free(tid)
         self.n_done += 1
         sid = self._sid(tid)
@@ -376,7 +404,7 @@ class Scheduler:
             self.npend[ct] -= 1
             if self.npend[ct] == 0 and self.s_wait[c] == 0 and self.state[ct] == PENDING:
                 self._eligible(c, ct, ct + 1)
-        kids = self.edge_children.get(tid)
+        kids = self.edge_children.get(tid) if self.edge_children else None
         if kids:
             for ct in kids:
                 self.npend[ct] -= 1
@@ -384,7 +412,8 @@ class Scheduler:
                 if self.npend[ct] == 0 and self.s_wait[c] == 0 and self.state[ct] == PENDING:
                     self._eligible(c, ct, ct + 1)
         self._terminal(sid)
-        self._check()
+        if self.validate:
+            self._check()
 
     def task_failed(self, tid: int) -> bool:
         """The task raised, timed out or was lost for good.
@@ -571,13 +600,19 @@ class Scheduler:
 
     # ================================================================== internals
     def _sid(self, tid: int) -> int:
-        return self.wf.set_of(tid).sid
+        # consecutive events mostly hit one set: remember its id range (sets are
+        # only appended, so a range never changes)
+        if self._sid_lo <= tid < self._sid_hi:
+            return self._sid_last
+        ts = self.wf.set_of(tid)
+        self._sid_lo, self._sid_hi, self._sid_last = ts.offset, ts.offset + ts.n, ts.sid
+        return ts.sid
 
     def _free(self, tid: int) -> None:
         gang = self.running.pop(tid, None)
         if gang is None:
             raise TransitionError(f"task {self.wf.task_name(tid)} (id {tid}) is not running")
-        cap = self.cap
+        w_cap = self.w_cap
         for w in gang:
             if self.lost[w]:
                 continue
@@ -588,7 +623,7 @@ class Scheduler:
                     self.short_mode[w] = False
                     self.room[self.w_kind[w]].pop(w, None)
                 self._to_idle(w)
-            elif self.short_mode[w] and ld < cap:
+            elif self.short_mode[w] and ld < w_cap[w]:
                 self.room[self.w_kind[w]][w] = None
 
     def _fits(self, c: int) -> bool:
@@ -615,7 +650,8 @@ class Scheduler:
 
     def _place_short(self, c: int) -> tuple[int, ...] | None:
         _, cores, gpus, _ = self.cls_key[c]
-        wc, wg = self.w_cores, self.w_gpus
+        capc = self.cls_cap[c]
+        wc, wg, load, w_cap = self.w_cores, self.w_gpus, self.load, self.w_cap
         # CPU work: idle CPU worker, then a CPU worker with room, then GPU workers.
         order = ((1, True), (1, False)) if gpus else \
             ((0, True), (0, False), (1, True), (1, False))
@@ -626,8 +662,9 @@ class Scheduler:
                     if lst and wc[lst[-1]] >= cores and wg[lst[-1]] >= gpus:
                         w = lst.pop()
                         self._take_idle(w)
-                        self.load[w] = 1
-                        if self.cap > 1:
+                        load[w] = 1
+                        w_cap[w] = capc
+                        if capc > 1:
                             self.short_mode[w] = True
                             self.room[kind][w] = None
                         return (w,)
@@ -635,11 +672,13 @@ class Scheduler:
             else:
                 room = self.room[kind]
                 for w in room:
-                    if wc[w] >= cores and wg[w] >= gpus:
-                        ld = self.load[w] + 1
-                        self.load[w] = ld
+                    if wc[w] >= cores and wg[w] >= gpus and load[w] < capc:
+                        ld = load[w] + 1
+                        load[w] = ld
+                        if capc < w_cap[w]:
+                            w_cap[w] = capc
                         del room[w]
-                        if ld < self.cap:
+                        if ld < w_cap[w]:
                             room[w] = None  # to the back: round robin
                         return (w,)
                     break
@@ -651,18 +690,21 @@ class Scheduler:
                     if wc[w] >= cores and wg[w] >= gpus:
                         lst.pop(i)
                         self._take_idle(w)
-                        self.load[w] = 1
-                        if self.cap > 1:
+                        load[w] = 1
+                        w_cap[w] = capc
+                        if capc > 1:
                             self.short_mode[w] = True
                             self.room[self.w_kind[w]][w] = None
                         return (w,)
         for kind in ((1,) if gpus else (0, 1)):
             for w in self.room[kind]:
-                if wc[w] >= cores and wg[w] >= gpus:
-                    ld = self.load[w] + 1
-                    self.load[w] = ld
+                if wc[w] >= cores and wg[w] >= gpus and load[w] < capc:
+                    ld = load[w] + 1
+                    load[w] = ld
+                    if capc < w_cap[w]:
+                        w_cap[w] = capc
                     del self.room[kind][w]
-                    if ld < self.cap:
+                    if ld < w_cap[w]:
                         self.room[kind][w] = None
                     return (w,)
         return None
@@ -896,6 +938,8 @@ def check_invariants(s: Scheduler) -> None:
         if not s.lost[w]:
             assert load[w] == s.load[w], (w, load[w], s.load[w])
             assert load[w] <= s.cap
+            if s.short_mode[w]:
+                assert load[w] <= s.w_cap[w], (w, load[w], s.w_cap[w])
     for nd in range(len(s.node_ids)):
         idle = s.idle_cpu[nd] + s.idle_gpu[nd]
         assert len(set(idle)) == len(idle)

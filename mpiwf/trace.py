@@ -16,7 +16,8 @@ Layout of a trace file (plain h5py reads all of it; no pickles)::
 
 All times are float64 seconds since the run's ``start_time``. Rows are appended in
 batches and the file is flushed after each, so a killed run keeps every task whose
-row was flushed (at most ``flush_interval`` seconds or 4096 rows are at risk).
+row was flushed (at most ``flush_interval`` seconds or ROWS_PER_FLUSH = 16384 rows
+are at risk).
 Only rank 0 writes. This module never imports mpi4py.
 """
 
@@ -26,7 +27,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ from .resources import WorkerSpec
 
 FORMAT = "mpiwf-trace"
 FORMAT_VERSION = 1
-ROWS_PER_FLUSH = 4096
+ROWS_PER_FLUSH = 16384
 
 #: Per-attempt task rows: (field, dtype, meaning).
 TASK_FIELDS: list[tuple[str, str, str]] = [
@@ -154,6 +155,10 @@ class TraceWriter:
         self.start_time = time.time() if start_time is None else start_time
         self.flush_interval = flush_interval
         self.rows: list[tuple[Any, ...]] = []
+        self.blocks: list[np.ndarray] = []  # ROW_DTYPE arrays from add_rows
+        #: called first by :meth:`flush`, so a driver that buffers rows in its own
+        #: compact form (the master) hands them over at every flush
+        self.pre_flush: Callable[[], None] | None = None
         self.errors: list[dict[str, Any]] = []
         self.nrows = 0
         self.last_flush = time.monotonic()
@@ -193,7 +198,7 @@ class TraceWriter:
         for k, v in (attrs or {}).items():
             self.set_attr(k, v)
         self.tasks = self.g.create_dataset("tasks", shape=(0,), maxshape=(None,),
-                                           dtype=TASK_DTYPE, chunks=(ROWS_PER_FLUSH,))
+                                           dtype=TASK_DTYPE, chunks=(4096,))
         self.g.create_dataset("sets", shape=(0,), maxshape=(None,), dtype=_dtype(SET_FIELDS),
                               chunks=(256,))
         self.g.create_dataset("set_edges", shape=(0, 3), maxshape=(None, 3), dtype="<i8",
@@ -266,6 +271,11 @@ class TraceWriter:
         if len(self.rows) >= ROWS_PER_FLUSH:
             self.flush()
 
+    def add_rows(self, rows: np.ndarray) -> None:
+        """Append many rows at once (a ROW_DTYPE array); written at the next flush."""
+        if len(rows):
+            self.blocks.append(rows)
+
     def add_error(self, task: int, attempt: int, rank: int, host: str, etype: str,
                   message: str, tb: str) -> None:
         """Record a failed attempt's error (written at the next flush)."""
@@ -274,24 +284,28 @@ class TraceWriter:
 
     def maybe_flush(self) -> None:
         """Flush if ``flush_interval`` has passed since the last flush."""
-        if (self.rows or self.errors) and \
+        if (self.rows or self.errors or self.blocks or self.pre_flush is not None) and \
                 time.monotonic() - self.last_flush >= self.flush_interval:
             self.flush()
 
     def flush(self) -> None:
         """Write buffered rows and errors and flush the file to disk."""
         self.last_flush = time.monotonic()
+        if self.pre_flush is not None:
+            self.pre_flush()
         if self.rows:
-            base = np.array(self.rows, dtype=ROW_DTYPE)
+            self.blocks.append(np.array(self.rows, dtype=ROW_DTYPE))
             self.rows = []
+        if self.blocks:
+            base = self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
+            self.blocks = []
             arr = np.zeros(len(base), dtype=TASK_DTYPE)
             for n, _t, _c in _ROW_FIELDS:
                 arr[n] = base[n]
-            names, single = self._set_names, self._set_single
-            arr["name"] = [(names[s] if single[s] else f"{names[s]}[{i}]").encode()[:64]
-                           for s, i in zip(base["set"].tolist(), base["index"].tolist())]
+            arr["name"] = self._names(base["set"], base["index"])
             hosts = self._hosts
-            arr["host"] = [hosts.get(w, b"") for w in base["worker"].tolist()]
+            ranks, inv = np.unique(base["worker"], return_inverse=True)
+            arr["host"] = np.array([hosts.get(int(w), b"") for w in ranks], dtype="S64")[inv]
             ds = self.tasks
             n0 = ds.shape[0]
             ds.resize((n0 + len(arr),))
@@ -305,6 +319,18 @@ class TraceWriter:
             self.errors = []
         self.f.flush()
 
+    def _names(self, sids: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Task names 'set' or 'set[i]' as UTF-8 cut at 64 bytes (vectorized per set)."""
+        out = np.zeros(len(sids), dtype="S64")
+        for sid in np.unique(sids).tolist():
+            m = sids == sid
+            name = self._set_names[sid].encode()
+            if self._set_single[sid]:
+                out[m] = name[:64]
+            else:
+                out[m] = _index_names(name, index[m]).astype("S64")  # cuts at 64 bytes
+        return out
+
     def close(self, complete: bool = True, **summary: Any) -> None:
         """Flush, record the summary attributes and ``complete``, close the file."""
         if not self.f.id.valid:
@@ -316,6 +342,34 @@ class TraceWriter:
         self.g.attrs["end_time"] = time.time()
         self.f.flush()
         self.f.close()
+
+
+def _index_names(prefix: bytes, idx: np.ndarray) -> np.ndarray:
+    """``prefix[i]`` for every ``i`` in ``idx`` (non-negative), built digit by digit in
+    a byte matrix: no Python string per row on the trace's flush path."""
+    n, lp = len(idx), len(prefix)
+    v = idx.astype(np.int64)
+    nd = np.ones(n, dtype=np.int64)  # decimal digits of each index
+    p = 10
+    while n:
+        more = v >= p
+        if not more.any():
+            break
+        nd += more
+        p *= 10
+    maxd = int(nd.max()) if n else 1
+    width = lp + maxd + 2
+    buf = np.zeros((n, width), dtype=np.uint8)
+    if lp:
+        buf[:, :lp] = np.frombuffer(prefix, dtype=np.uint8)
+    buf[:, lp] = ord("[")
+    rows = np.arange(n)
+    for k in range(maxd):  # k-th digit from the right sits at column lp + nd - k
+        m = nd > k
+        buf[rows[m], (lp + nd - k)[m]] = 48 + (v % 10)[m]
+        v = v // 10
+    buf[rows, lp + nd + 1] = ord("]")
+    return buf.view(f"S{width}").ravel()
 
 
 # ====================================================================== reading

@@ -1,10 +1,12 @@
 """The worker loop: receive tasks, run kernels, time them, send results back.
 
 A worker keeps a local queue (rank 0 may prefetch several short tasks), runs one
-task at a time, and sends results in small batches: after every task that took
-longer than ``result_flush`` seconds, when its queue runs dry, or when the batch is
-full. A kernel's exception is a value (type, message, traceback, rank, host); it
-never ends the worker. Idle waiting backs off politely (:class:`~mpiwf.comm.Backoff`).
+task at a time, and sends results in small batches: once the tasks run since the
+last send took ``result_flush`` seconds, when its queue runs dry, when the batch is
+full, or when the results (of at least 200 us of work) outnumber the tasks still
+queued (so the queue is refilled before it runs dry). A kernel's exception is a
+value (type, message, traceback, rank, host); it never ends the worker. Idle waiting
+backs off politely (:class:`~mpiwf.comm.Backoff`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from .protocol import (
 )
 
 log = logging.getLogger("mpiwf.worker")
+_BIG = 1 << 62
+#: kernel seconds after which results go early, once they outnumber the queued tasks
+_EARLY = 200e-6
 
 
 class Executor:
@@ -65,7 +70,10 @@ class Executor:
 
     def run_task(self, msg: TaskMsg, sid: int) -> Result:
         """Run one task and return its Result tuple (never raises for kernel errors)."""
-        tid, attempt, gang, inputs = msg
+        if isinstance(msg, int):  # a bare id: first attempt, one rank, no inputs
+            tid, attempt, gang, inputs = msg, 0, None, None
+        else:
+            tid, attempt, gang, inputs = msg
         sdef = self.sets[sid]
         _sid, name, offset, n, kernel, args, kwargs, _timeout, _isolate, _ranks = sdef
         idx = tid - offset
@@ -98,7 +106,8 @@ class Executor:
                 comm.Free()
             except Exception:  # pragma: no cover - best effort
                 pass
-        if value is not None:
+        if value is not None and not (type(value) is float or type(value) is bool or (
+                type(value) is int and -_BIG < value < _BIG)):  # small scalars: no check
             try:
                 size = len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
             except Exception as exc:
@@ -120,7 +129,8 @@ class Executor:
         if tag == Tag.TASKS:
             defs, tasks = payload
             self.define(defs)
-            out = [self.run_task(m, self._sid_of(m[0])) for m in tasks]
+            out = [self.run_task(m, self._sid_of(m if isinstance(m, int) else m[0]))
+                   for m in tasks]
             return [(Tag.RESULTS, out)]
         if tag == Tag.STOP:
             return [(Tag.BYE, self.stats())]
@@ -143,13 +153,14 @@ class Worker:
     Args:
         endpoint: its transport endpoint (rank 0 is the master).
         executor: runs the tasks.
-        result_flush: send results at least this often (s) while tasks run.
+        result_flush: send results once the kernels run since the last send took
+            this long (seconds of their own durations, not of the wall clock).
         max_batch: send results when this many are waiting.
         backoff: idle waiting policy.
     """
 
     def __init__(self, endpoint: Endpoint, executor: Executor, result_flush: float = 0.002,
-                 max_batch: int = 64, backoff: Backoff | None = None) -> None:
+                 max_batch: int = 16, backoff: Backoff | None = None) -> None:
         self.ep = endpoint
         self.ex = executor
         self.result_flush = result_flush
@@ -170,7 +181,7 @@ class Worker:
         sets = self.ex.sets
         last: SetDef | None = None
         for m in tasks:
-            tid = m[0]
+            tid = m if isinstance(m, int) else m[0]
             if last is None or not (last[2] <= tid < last[2] + last[3]):
                 last = next(d for d in sets.values() if d[2] <= tid < d[2] + d[3])
             self.queue.append((m, last[0]))
@@ -191,21 +202,36 @@ class Worker:
                 elif tag == Tag.CANCEL:
                     while q:
                         m, _sid = q.popleft()
-                        self.results.append((m[0], m[1], STATUS_CANCELLED, time.time(), 0.0,
+                        tid, att = (m, 0) if isinstance(m, int) else (m[0], m[1])
+                        self.results.append((tid, att, STATUS_CANCELLED, time.time(), 0.0,
                                              None, None))
                     self._send_results()
                 continue
             if q:
-                m, sid = q.popleft()
-                res = self.ex.run_task(m, sid)
-                if m[2] is not None and m[2][0] != self.ex.rank:
-                    # a multi-rank task runs on its whole gang: every member reports
-                    # its status, only the leader's value travels (rank 0 merges them)
-                    res = (*res[:5], None, res[6])
-                self.results.append(res)
-                if not q or len(self.results) >= self.max_batch or \
-                        time.perf_counter() - self.last_send >= self.result_flush:
-                    self._send_results()
+                # run queued tasks back to back until a batch of results is due (one
+                # poll per batch, not per task: null tasks cost microseconds). Results
+                # also go once they outnumber the tasks still queued, so rank 0 refills
+                # the queue before it runs dry (no round-trip bubble per window), but
+                # only after _EARLY seconds of work: null tasks keep full batches.
+                # The time limit counts the kernels' own durations, not the wall clock:
+                # on a loaded node a descheduled worker would otherwise send a message
+                # per null task, and rank 0 drowns in messages.
+                results, run_task, pop = self.results, self.ex.run_task, q.popleft
+                cap, flush, rank = self.max_batch, self.result_flush, self.ex.rank
+                spent = 0.0
+                while q:
+                    m, sid = pop()
+                    r = run_task(m, sid)
+                    if not isinstance(m, int) and m[2] is not None and m[2][0] != rank:
+                        # a multi-rank task runs on its whole gang: every member reports
+                        # its status, only the leader's value travels (rank 0 merges them)
+                        r = (*r[:5], None, r[6])
+                    results.append(r)
+                    spent += r[4]
+                    nr = len(results)
+                    if nr >= cap or spent >= flush or (nr >= len(q) and spent >= _EARLY):
+                        break
+                self._send_results()
                 continue
             if self.results:
                 self._send_results()

@@ -1,0 +1,76 @@
+"""One mpiwf run of null tasks, timed on rank 0, with every rank's CPU per task.
+
+For side-by-side comparisons of versions (see benchmarks/README.md)::
+
+    git archive <commit> mpiwf | tar -x -C /tmp/v-<commit>
+    mpiexec -n 4 .venv/bin/python benchmarks/run_once.py --src /tmp/v-<commit> --dag
+
+``--src`` is put first on ``sys.path``, so that copy of the ``mpiwf`` package is
+imported instead of this checkout's. Prints one line: the version directory, the
+case, tasks/s, rank 0's CPU microseconds per task and all ranks' together
+(``getrusage``: steadier than wall time on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run once; rank 0 prints the line."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--src", default=os.path.dirname(HERE), help="directory holding mpiwf/")
+    p.add_argument("--tasks", type=int, default=100_000)
+    p.add_argument("--dag", action="store_true", help="100 layers instead of one set")
+    p.add_argument("--no-trace", action="store_true")
+    a = p.parse_args(argv)
+    sys.path.insert(0, a.src)
+    from mpi4py import MPI
+
+    from mpiwf import Config, Workflow
+    from mpiwf.runner import run
+
+    comm = MPI.COMM_WORLD
+    n = a.tasks
+
+    def build() -> Workflow:
+        wf = Workflow("run_once")
+        if a.dag:
+            for k in range(100):
+                wf.add_set(f"s{k}", n // 100, "noop", duration=0.0,
+                           after=[f"s{k - 1}"] if k else [])
+        else:
+            wf.add_set("null", n, "noop", duration=0.0)
+        return wf
+
+    tmp = comm.bcast(tempfile.mkdtemp(prefix="mpiwf-once-") if comm.rank == 0 else None)
+    cfg = Config(progress_interval=0, rundir=os.path.join(tmp, "run"))
+    trace = None if a.no_trace else os.path.join(tmp, "t.h5")
+    comm.Barrier()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    run(build, cfg, trace_path=trace, comm=comm)
+    dt = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = comm.gather((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), root=0)
+    if comm.rank == 0:
+        assert cpu is not None
+        case = ("dag" if a.dag else "null") + (" trace=off" if a.no_trace else " trace=on")
+        print(f"{os.path.basename(os.path.abspath(a.src))} {case} rate={n / dt:.0f} "
+              f"cpu_us_per_task_rank0={cpu[0] / n * 1e6:.2f} "
+              f"all={sum(cpu) / n * 1e6:.2f}", flush=True)
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
