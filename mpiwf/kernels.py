@@ -141,3 +141,12 @@ def echo(*args: Any, inputs: list[Any] | None = None, **kwargs: Any) -> Any:
 
     ctx = context()
     return {"task": ctx.name if ctx else None, "args": list(args), "inputs": inputs}
+
+
+@register("exec")
+def exec_(*argv: Any, check: bool = True, **kwargs: Any) -> int:
+    """Run an executable ``argv`` (no shell); returns its exit status, raises on a
+    non-zero one (``check``). A timeout kills its whole process group."""
+    from .timeouts import run_command
+
+    return run_command(*argv, check=check)

@@ -8,6 +8,7 @@ trace; the other ranks serve tasks. A 1-rank run executes the tasks on rank 0.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -26,6 +27,9 @@ from .worker import Executor, Worker
 from .workflow import Workflow
 
 log = logging.getLogger("mpiwf.run")
+
+#: Exit status of a job that rank 0 aborts after closing the trace (lost worker, forced stop).
+EXIT_ABORTED = 4
 
 WorkflowSource = Workflow | Callable[[], Workflow]
 Layout = Callable[[list[dict[str, Any]]], list[WorkerSpec]]
@@ -160,7 +164,13 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         raise state[1]
     if rank != 0:
         ex = Executor(rank, cfg.rundir, comm_factory=_gang_comm_factory(ep))
-        Worker(ep, ex, backoff=_backoff(cfg)).run()
+        # A batch system or mpiexec signals every rank; rank 0 alone decides how the run
+        # ends (it drains, flushes and STOPs the workers), so workers ignore the signals.
+        old_sig = _ignore_signals()
+        try:
+            Worker(ep, ex, backoff=_backoff(cfg)).run()
+        finally:
+            _restore_signals(old_sig)
         ep.close()
         return None
     if size == 1:
@@ -170,6 +180,9 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         endpoint = ep
     master = Master(wf, cfg, endpoint, workers, trace, start_time=t0, callbacks=callbacks,
                     clock_offsets=offsets, skip_done=skip)
+    if size > 1:  # idle-time liveness check of the worker processes on rank 0's host
+        master.local_pids = {w.rank: int(infos[w.rank]["pid"]) for w in workers
+                             if infos[w.rank]["host"] == infos[0]["host"]}
     if on_master is not None:
         on_master(master)
     old = _install_signals(master)
@@ -191,9 +204,21 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         _restore_signals(old)
     master.shutdown()
     if trace is not None:
-        trace.close(complete=not master.stop_requested, makespan=_makespan(trace),
+        trace.close(complete=not master.stop_requested and not master.lost_ranks,
+                    makespan=_makespan(trace),
                     done=summary.done, failed=summary.failed, skipped=summary.skipped,
-                    cancelled=summary.cancelled, stop_reason=master.stop_reason)
+                    cancelled=summary.cancelled, stop_reason=master.stop_reason,
+                    lost_ranks=json.dumps(master.lost_ranks))
+    if size > 1 and (master.lost_ranks or master.force_stop):
+        # A dead rank (or one still busy in a kernel) makes MPI_Finalize hang or fail:
+        # the trace is closed, so end the job here, loudly and non-zero.
+        why = (f"worker rank(s) {master.lost_ranks} lost" if master.lost_ranks
+               else f"stopped ({master.stop_reason}) with tasks still running")
+        sys.stderr.write(f"mpiwf: {summary.done}/{summary.tasks} tasks done, {summary.failed} "
+                         f"failed; {why}; aborting the job (exit status "
+                         f"{EXIT_ABORTED}); trace closed\n")
+        sys.stderr.flush()
+        ep.abort(EXIT_ABORTED)
     if size > 1:
         ep.close()
     return summary
@@ -232,13 +257,30 @@ def _install_signals(master: Master) -> dict[int, Any]:
     old: dict[int, Any] = {}
 
     def handler(signum: int, _frame: Any) -> None:
-        master.request_stop(f"received {signal.Signals(signum).name}")
+        name = signal.Signals(signum).name
+        if signum == getattr(signal, "SIGUSR1", None):
+            master.notice_usr1()
+            return
+        # first signal: stop dispatching and drain; a second one: stop waiting
+        master.request_stop(f"received {name}", force=master.stop_requested)
 
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None)):
         if sig is None:
             continue
         try:
             old[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+    return old
+
+
+def _ignore_signals() -> dict[int, Any]:
+    old: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None)):
+        if sig is None:
+            continue
+        try:
+            old[sig] = signal.signal(sig, signal.SIG_IGN)
         except (ValueError, OSError):  # not the main thread
             pass
     return old
