@@ -35,7 +35,8 @@ EXPECT = {
     "duplicate_name": "a", "negative_timeout": "timeout", "negative_retries": "retries",
     "absurd_retries": "retries", "nan_duration": "duration", "inf_duration": "duration",
     "odd_unicode_name": "sets", "not_utf8": "UTF-8", "python_tag": "YAML",
-    "deep_nesting": "nesting too deep", "json_syntax": "JSON syntax error", "wfformat_tasks_not_list": "tasks",
+    "deep_nesting": "nesting too deep", "json_syntax": "JSON syntax error",
+    "wfformat_tasks_not_list": "tasks",
     "wfformat_missing_fields": "tasks[0]", "wfformat_cycle": "cycle",
 }
 
