@@ -158,6 +158,8 @@ class Master:
         self.stop_reason = ""
         self.fail_fast = False
         self.force_stop = False
+        self.drain_timeout = 30.0  # after a stop, wait this long for running tasks
+        self._stop_at = 0.0
         self.local_pids: dict[int, int] = {}
         self.liveness_interval = 0.5
         self.lost_ranks: list[int] = []
@@ -205,6 +207,7 @@ class Master:
         the loop ends at once (safe to call from a signal handler or another thread:
         it only sets flags)."""
         if not self.stop_requested:
+            self._stop_at = time.monotonic()
             self.stop_requested = True
             self.stop_reason = reason
             log.warning("stopping: %s", reason)
@@ -413,6 +416,10 @@ class Master:
                 self._stop_dispatching()
                 if not sched.running:
                     break
+                if not self.force_stop and \
+                        time.monotonic() - self._stop_at > self.drain_timeout:
+                    self.request_stop(f"running tasks not drained within {self.drain_timeout:g} s",
+                                      force=True)
                 if self.force_stop:
                     for tid in list(sched.running):
                         sched.cancel_running(tid)

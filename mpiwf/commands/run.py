@@ -47,6 +47,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--walltime-grace", type=float, default=None, metavar="G",
                    help="seconds before --walltime to stop dispatching "
                    "(default: 10%% of it, at most 60)")
+    p.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
+                   help="after a stop (signal, --walltime, --fail-fast) wait at most S seconds "
+                   "for running tasks, then record them cancelled and end the job "
+                   "(default %(default)s)")
     p.set_defaults(func=main)
 
 
@@ -83,9 +87,12 @@ def main(args: argparse.Namespace) -> int:
             raise SpecError("--resume", f"{args.resume!r}: no such trace")
         done_tasks(args.resume)  # a bad trace is bad input: one line, exit 2
     grace = _walltime(args)
+    if not args.drain_timeout >= 0:
+        raise SpecError("--drain-timeout", f"must be >= 0 seconds, got {args.drain_timeout}")
 
     def on_master(master: Any) -> None:
         master.fail_fast = args.fail_fast
+        master.drain_timeout = args.drain_timeout
         if args.walltime is not None:
             _start_walltime(master, args.walltime, grace)
 

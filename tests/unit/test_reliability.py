@@ -187,3 +187,49 @@ def test_timeout_rows_and_skipped_ids_in_trace(tmp_path) -> None:
     with h5py.File(path, "r") as f:
         g = f["runs"]["0"]
         assert sorted(g["skipped"][:].tolist()) == [2, 3, 4]
+
+
+def test_drain_timeout_bounds_a_stop() -> None:
+    wf = Workflow("drain")
+    wf.add_set("slow", 2, "sleep", (3.0,))
+
+    def setup(m: Master) -> None:
+        m.drain_timeout = 0.3
+        threading.Timer(0.2, m.request_stop, ("signal",)).start()
+
+    t0 = time.perf_counter()
+    s, m = _threads(wf, [1, 2], 2, Config(progress_interval=0), setup=setup)
+    assert time.perf_counter() - t0 < 6
+    assert s.cancelled == 2 and m.force_stop and s.stop_reason == "signal"
+
+
+def test_trace_holds_no_pickles(tmp_path) -> None:
+    wf = Workflow("np")
+    wf.add_set("a", 3, "echo", (1,))
+    wf.add_set("bad", 1, "fail", ("x",))
+    wf.add_set("kid", 1, "noop", after=["bad"])
+    path = str(tmp_path / "p.h5")
+    tw = TraceWriter(path, wf, uniform_workers(1, 2), {"config": {"mode": "async"}})
+    _threads(wf, [1, 2], 2, Config(progress_interval=0), trace=tw)
+    tw.close()
+    seen = []
+
+    def check_dtype(name: str, dt: np.dtype) -> None:
+        for sub in ([dt[f] for f in dt.names] if dt.names else [dt]):
+            if sub.kind == "O":  # only variable-length strings may be objects
+                assert h5py.check_string_dtype(sub) is not None, (name, sub)
+            assert not (sub.kind == "V" and not sub.names), (name, "opaque bytes")
+
+    def visit(name: str, obj) -> None:
+        if isinstance(obj, h5py.Dataset):
+            seen.append(name)
+            check_dtype(name, obj.dtype)
+        for k, v in obj.attrs.items():
+            assert not isinstance(v, np.void), (name, k)
+            if isinstance(v, np.ndarray):
+                check_dtype(f"{name}@{k}", v.dtype)
+
+    with h5py.File(path, "r") as f:
+        visit("/", f)
+        f.visititems(visit)
+    assert any(s.endswith("tasks") for s in seen) and any(s.endswith("errors") for s in seen)
