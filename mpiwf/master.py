@@ -229,6 +229,11 @@ class Master:
         rank 0's host whose process is gone (or a zombie) is lost; its tasks are
         re-queued on the others and nothing is sent to it again."""
         found = False
+        for rank in self.ep.failed:  # reported by the MPI library itself (ULFM)
+            w = self.w_of_rank.get(rank)
+            if w is not None and not self.sched.lost[w]:
+                found = True
+                self.worker_lost(w, f"the MPI library reports rank {rank} failed")
         for rank, pid in self.local_pids.items():
             w = self.w_of_rank[rank]
             if not self.sched.lost[w] and not _alive(pid):
@@ -439,7 +444,7 @@ class Master:
                                    f"workers ({sched.counts()})")
                 if trace is not None:
                     trace.maybe_flush()
-                if self.local_pids or self._usr1:
+                if self.local_pids or self._usr1 or self.ep.failed:
                     t = time.monotonic()
                     if t - self._last_check >= self.liveness_interval:
                         self._last_check = t

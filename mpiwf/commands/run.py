@@ -115,6 +115,8 @@ def main(args: argparse.Namespace) -> int:
                                                           if trace_path else ""))
         _print_failures(summary)
     sys.stdout.flush()
+    if summary.lost:
+        return 4
     if summary.stop_reason and not summary.stop_reason.startswith("--fail-fast"):
         return 3
     return 0 if summary.ok else 1
@@ -155,6 +157,9 @@ def _print_failures(summary: Any) -> None:
     """The failure summary: why the run stopped and the first failed tasks."""
     if summary.stop_reason:
         print(f"mpiwf run: stopped early: {summary.stop_reason}")
+    if summary.lost:
+        print(f"mpiwf run: worker rank(s) {list(summary.lost)} lost; their tasks were re-run "
+              "on the others")
     for name, etype, msg, rank in summary.failures[:10]:
         first = msg.splitlines()[0] if msg else ""
         print(f"mpiwf run: FAILED {name} on rank {rank}: {etype}: {first[:200]}")
