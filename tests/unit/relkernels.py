@@ -29,3 +29,11 @@ def busy_python(seconds: float) -> int:
 def hang() -> None:
     """Sleep for an hour (a task only a timeout ends)."""
     time.sleep(3600)
+
+
+def pid_sleep(piddir: str, seconds: float) -> int:
+    """Record this worker's pid in ``piddir`` (for an outside ``kill -9``), then sleep."""
+    os.makedirs(piddir, exist_ok=True)
+    open(os.path.join(piddir, str(os.getpid())), "w").close()
+    time.sleep(seconds)
+    return os.getpid()
