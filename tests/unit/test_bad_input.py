@@ -14,9 +14,10 @@ import sys
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from mpiwf.cli import _printable
 from mpiwf.errors import SpecError
 from mpiwf.spec import from_dict, load
 from mpiwf.workflow import Workflow
@@ -92,12 +93,15 @@ _spec = st.fixed_dictionaries(
 
 
 def _one_line_spec_error(exc: SpecError) -> None:
-    msg = str(exc)
-    assert msg and "\n" not in msg and "\r" not in msg, repr(msg)
+    """What the command line prints for it is one non-empty, printable line."""
+    line = _printable(str(exc))
+    assert line.strip() and line.isprintable(), repr(line)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=st.one_of(_spec, _data))
+@example(doc={"\n": 1})  # found by this fuzz: a key with a newline
+@example(doc={"sets": {"a\u202e": {"n": 1}}})
 def test_fuzz_from_dict_gives_workflow_or_spec_error(doc: object) -> None:
     try:
         wf = from_dict(doc)
