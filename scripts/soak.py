@@ -1,6 +1,6 @@
 """Soak test: many start/stop cycles of mpiwf runs at 1, 2 and 4 ranks, none may hang.
 
-    python scripts/soak.py [--cycles 100] [--ranks 1 2 4] [--bound 600]
+    python scripts/soak.py [--cycles 100] [--ranks 1 2 4] [--bound 600] [--launches K]
 
 Each rank count is one ``mpiexec -n N`` job (bounded by ``MPIEXEC_TIMEOUT`` and a
 subprocess timeout) that runs ``--cycles`` runs back to back, each with its own
@@ -8,7 +8,10 @@ duplicated communicator, trace and small random workflow. Cycles rotate through:
 a clean run, a stop requested mid-run (as SIGTERM does), a failure with retries and
 skipped dependents, a task timeout, and ``--fail-fast``. Every cycle checks that the
 counts add up and that the expected outcome happened; the job prints one line with
-the cycle count and the time per cycle. Exit status 0 only if every job passed.
+the cycle count and the time per cycle. ``--launches K`` adds K cold cycles per rank
+count: ``mpiexec -n N python -m mpiwf run`` started, sent SIGTERM at a random moment,
+and required to exit 0 (finished first) or 3 (stopped) within the bound.
+Exit status 0 only if every job passed.
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ def main() -> int:
     p.add_argument("--cycles", type=int, default=100)
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--bound", type=int, default=600, help="seconds per mpiexec job")
+    p.add_argument("--launches", type=int, default=0,
+                   help="also K mpiexec launches per rank count, each stopped by SIGTERM")
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.inner:
@@ -118,7 +123,51 @@ def main() -> int:
             print(f"soak: {n} rank(s): FAILED (exit {rc}) after {time.monotonic() - t0:.0f} s",
                   flush=True)
             status = 1
+        if a.launches and launches(mpiexec, n, a.launches, env, min(a.bound, 60)) != 0:
+            status = 1
     return status
+
+
+def launches(mpiexec: str, n: int, k: int, env: dict[str, str], bound: int) -> int:
+    """``k`` cold start/stop cycles: launch a run, SIGTERM it at a random moment; any
+    exit other than finished, stopped or killed-in-start-up (or a timeout) is bad."""
+    import signal
+
+    tmp = tempfile.mkdtemp(prefix="mpiwf-soak-launch-")
+    spec = os.path.join(tmp, "s.yaml")
+    with open(spec, "w") as fh:
+        fh.write("sets:\n  - {name: a, n: 40, kernel: sleep, args: [0.02]}\n"
+                 "  - {name: b, n: 4, kernel: noop, after: [a]}\n")
+    rng = random.Random(n)
+    bad, t0 = 0, time.monotonic()
+    seen: dict[str, int] = {}
+    for i in range(k):
+        cmd = [mpiexec, "-n", str(n), sys.executable, "-m", "mpiwf", "run", spec, "--trace",
+               os.path.join(tmp, "t.h5"), "--rundir", os.path.join(tmp, "r"), "--progress",
+               "0"]
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.2, 3.0))
+        p.send_signal(signal.SIGTERM)
+        try:
+            _out, err = p.communicate(timeout=bound)
+            rc = p.returncode
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _out, err = p.communicate()
+            rc = 124
+        # 0: finished first; 3: mpiwf stopped it; 15/143/-15: the signal came during
+        # start-up, before mpiwf's handlers, and the default action ended the processes
+        kind = {0: "finished", 3: "stopped"}.get(rc, "killed in start-up"
+                                                 if rc in (15, 143, -15) else "bad")
+        seen[kind] = seen.get(kind, 0) + 1
+        if kind == "bad":
+            bad += 1
+            print(f"soak: launch {i} at {n} rank(s): exit {rc}: {err.decode()[-300:]}",
+                  flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"soak: {n} rank(s): {k} launches stopped by SIGTERM in "
+          f"{time.monotonic() - t0:.1f} s: {seen}", flush=True)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
