@@ -78,6 +78,8 @@ def main(args: argparse.Namespace) -> int:
         wf = load(args.spec, fmt=args.format)
         if cfg.time_scale != 1.0:
             wf.scaled(cfg.time_scale)
+        if args.resume is not None:
+            _check_resume(args.resume, wf)
         return wf
 
     if args.resume is not None:
@@ -120,6 +122,18 @@ def main(args: argparse.Namespace) -> int:
     if summary.stop_reason and not summary.stop_reason.startswith("--fail-fast"):
         return 3
     return 0 if summary.ok else 1
+
+
+def _check_resume(path: str, wf: Any) -> None:
+    """Task ids are positions in the workflow: resume only the workflow that was run."""
+    from ..errors import SpecError
+    from ..trace import load as load_trace
+
+    attrs = load_trace(path).attrs
+    name, n = attrs.get("workflow"), attrs.get("ntasks")
+    if (name is not None and name != wf.name) or (n is not None and int(n) != wf.ntasks):
+        raise SpecError("--resume", f"{path!r} was written for workflow {name!r} with {n} "
+                        f"tasks; this spec is {wf.name!r} with {wf.ntasks} tasks")
 
 
 def _walltime(args: argparse.Namespace) -> float:

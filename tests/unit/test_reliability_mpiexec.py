@@ -79,6 +79,13 @@ sets:
     an = subprocess.run([sys.executable, "-m", "mpiwf", "analyze", trace, "--json"],
                         capture_output=True, text=True, timeout=60)
     assert an.returncode == 0, an.stderr
+    # resuming a different workflow from this trace is bad input, not a wrong run
+    other = _write(str(tmp_path / "other.yaml"), "sets:\n  - {name: a, n: 5}\n")
+    p3 = subprocess.run([sys.executable, "-m", "mpiwf", "run", other, "--resume", trace,
+                         "--trace", "", "--progress", "0"], env=_env(), capture_output=True,
+                        text=True, timeout=BOUND)
+    assert p3.returncode == 2 and p3.stderr.count("\n") == 1, p3.stderr
+    assert "--resume" in p3.stderr and "39 tasks" in p3.stderr
 
 
 def test_outside_kill_9_of_a_worker_plain_mpiexec(tmp_path) -> None:
