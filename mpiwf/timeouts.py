@@ -85,9 +85,17 @@ class _ChildError(Exception):
     """An exception raised in an isolated child, carried back as text."""
 
 
+#: Launcher variables an isolated child must not see: a kernel module that imports
+#: mpi4py there starts a 1-rank MPI of its own instead of joining the parent's job.
+_LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "HYDI_", "PRTE_", "MPI_LOCALRANKID",
+                      "MPI_LOCALNRANKS")
+
+
 def _child(conn: Any, kernel: str, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
     import traceback
 
+    for k in [k for k in os.environ if k.startswith(_LAUNCHER_PREFIXES)]:
+        del os.environ[k]
     from .kernels import resolve
 
     try:

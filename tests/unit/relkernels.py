@@ -37,3 +37,8 @@ def pid_sleep(piddir: str, seconds: float) -> int:
     open(os.path.join(piddir, str(os.getpid())), "w").close()
     time.sleep(seconds)
     return os.getpid()
+
+
+def launcher_env() -> list[str]:
+    """Names of MPI launcher variables this process sees."""
+    return sorted(k for k in os.environ if k.startswith(("PMI_", "PMIX_", "OMPI_", "HYDI_")))

@@ -233,3 +233,13 @@ def test_trace_holds_no_pickles(tmp_path) -> None:
         visit("/", f)
         f.visititems(visit)
     assert any(s.endswith("tasks") for s in seen) and any(s.endswith("errors") for s in seen)
+
+
+def test_isolated_child_does_not_see_the_launcher(monkeypatch) -> None:
+    monkeypatch.setenv("PMI_RANK", "3")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "3")
+    ex, sid = _one_set("relkernels:launcher_env", timeout=30, isolate=True)
+    r = _run(ex, sid)
+    assert r[2] == STATUS_OK and r[5] == []
+    plain, sid = _one_set("relkernels:launcher_env")
+    assert "PMI_RANK" in _run(plain, sid)[5]  # the check itself can fail
