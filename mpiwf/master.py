@@ -166,6 +166,8 @@ class Master:
         self.failures: list[tuple[str, str, str, int]] = []
         self._cancel_sent = False
         self._usr1 = False
+        self.heartbeat_timeout = 0.0  # > 0: workers send heartbeats; silence means lost
+        self.last_beat: dict[int, float] = {}
         self._last_check = 0.0
         self._update_keep()
 
@@ -239,6 +241,14 @@ class Master:
             if not self.sched.lost[w] and not _alive(pid):
                 found = True
                 self.worker_lost(w, f"process {pid} of rank {rank} is gone")
+        if self.heartbeat_timeout:
+            now = time.monotonic()
+            for rank, seen in self.last_beat.items():
+                w = self.w_of_rank[rank]
+                if not self.sched.lost[w] and now - seen > self.heartbeat_timeout:
+                    found = True
+                    self.worker_lost(w, f"no heartbeat from rank {rank} for "
+                                     f"{now - seen:.1f} s (hung or unreachable)")
         if self._usr1:
             self._usr1 = False
             if not found:
@@ -444,7 +454,7 @@ class Master:
                                    f"workers ({sched.counts()})")
                 if trace is not None:
                     trace.maybe_flush()
-                if self.local_pids or self._usr1 or self.ep.failed:
+                if self.local_pids or self._usr1 or self.ep.failed or self.heartbeat_timeout:
                     t = time.monotonic()
                     if t - self._last_check >= self.liveness_interval:
                         self._last_check = t
@@ -456,6 +466,8 @@ class Master:
             src, tag, payload = msg
             if tag == Tag.RESULTS:
                 self._on_results(src, payload)
+            elif tag == Tag.HEARTBEAT:
+                self.last_beat[src] = time.monotonic()
             elif tag == Tag.BYE:
                 self.byes[src] = payload
             else:

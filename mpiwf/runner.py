@@ -167,9 +167,12 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         # A batch system or mpiexec signals every rank; rank 0 alone decides how the run
         # ends (it drains, flushes and STOPs the workers), so workers ignore the signals.
         old_sig = _ignore_signals()
+        beat = _Heartbeat(ep, cfg.heartbeat) if cfg.heartbeat > 0 else None
         try:
             Worker(ep, ex, backoff=_backoff(cfg)).run()
         finally:
+            if beat is not None:
+                beat.stop()
             _restore_signals(old_sig)
         ep.close()
         return None
@@ -183,6 +186,10 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
     if size > 1:  # idle-time liveness check of the worker processes on rank 0's host
         master.local_pids = {w.rank: int(infos[w.rank]["pid"]) for w in workers
                              if infos[w.rank]["host"] == infos[0]["host"]}
+        if cfg.heartbeat > 0 and _thread_multiple():
+            master.heartbeat_timeout = cfg.heartbeat_timeout
+            now = time.monotonic()
+            master.last_beat = {w.rank: now for w in workers}
     if on_master is not None:
         on_master(master)
     old = _install_signals(master)
@@ -273,6 +280,50 @@ def _install_signals(master: Master) -> dict[int, Any]:
         except (ValueError, OSError):  # not the main thread
             pass
     return old
+
+
+def _thread_multiple() -> bool:
+    from mpi4py import MPI
+
+    return bool(MPI.Query_thread() == MPI.THREAD_MULTIPLE)
+
+
+class _Heartbeat:
+    """A worker's side thread: a tiny message to rank 0 every ``interval`` seconds, also
+    while a long kernel runs (kernels that release the GIL, as sleeps, I/O, NumPy and
+    subprocesses do, never delay it). Needs ``MPI_THREAD_MULTIPLE`` (mpi4py's default);
+    without it no thread starts and rank 0 does not expect heartbeats either."""
+
+    def __init__(self, ep: MPIEndpoint, interval: float) -> None:
+        import threading
+
+        self.ep = ep
+        self.interval = interval
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+        if _thread_multiple():
+            self.thread = threading.Thread(target=self._run, name="mpiwf-heartbeat",
+                                           daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        from .protocol import Tag
+
+        comm = self.ep.comm
+        reqs: list[Any] = []
+        while not self.done.wait(self.interval):
+            reqs = [r for r in reqs if not r.Test()]
+            reqs.append(comm.isend(None, dest=0, tag=Tag.HEARTBEAT))
+        deadline = time.monotonic() + 1.0  # small eager sends complete at once
+        while reqs and time.monotonic() < deadline:
+            reqs = [r for r in reqs if not r.Test()]
+            time.sleep(0.001)
+
+    def stop(self) -> None:
+        """Stop beating (before the endpoint is closed)."""
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join(5)
 
 
 def _ignore_signals() -> dict[int, Any]:

@@ -42,3 +42,13 @@ def pid_sleep(piddir: str, seconds: float) -> int:
 def launcher_env() -> list[str]:
     """Names of MPI launcher variables this process sees."""
     return sorted(k for k in os.environ if k.startswith(("PMI_", "PMIX_", "OMPI_", "HYDI_")))
+
+
+def stop_once(marker: str, seconds: float = 0.0) -> int:
+    """SIGSTOP this process the first time (a hung worker: alive, silent); later sleep."""
+    if not os.path.exists(marker):
+        with open(marker, "w") as fh:
+            fh.write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGSTOP)
+    time.sleep(seconds)
+    return os.getpid()

@@ -120,6 +120,37 @@ sets:
     assert set(t2["task"].tolist()) == set(range(60)) - done
 
 
+def test_hung_worker_is_lost_by_heartbeat_and_its_task_rerun(tmp_path) -> None:
+    marker = tmp_path / "stopped"
+    spec = _write(str(tmp_path / "h.yaml"), f"""
+sets:
+  - {{name: hang, kernel: "relkernels:stop_once", args: ["{marker}", 0.01], duration: 9}}
+  - {{name: a, n: 20, kernel: sleep, args: [0.05]}}
+""")
+    trace = str(tmp_path / "t.h5")
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(_mpiwf(3, spec, "--trace", trace, "--rundir", str(tmp_path / "r")),
+                           env=_env(MPIWF_HEARTBEAT="0.2", MPIWF_HEARTBEAT_TIMEOUT="1.5"),
+                           capture_output=True, text=True, timeout=BOUND + 30)
+    finally:
+        if marker.exists():  # never leave a stopped process behind
+            try:
+                os.kill(int(marker.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert marker.exists()
+    assert time.monotonic() - t0 < 30
+    # rank 0 aborts with 4 after closing the trace; Hydra may report the SIGKILL it
+    # sends the stopped rank instead (9)
+    assert p.returncode in (4, 9), p.stdout + p.stderr
+    assert "no heartbeat" in p.stderr and "aborting the job" in p.stderr
+    t = load(trace).tasks
+    assert sorted(t["task"][t["status"] == 4].tolist()) == list(range(21))
+    lost = t[t["status"] == 9]
+    assert lost["task"].tolist() == [0]
+
+
 @pytest.mark.parametrize("n,sig", [(3, signal.SIGTERM), (1, signal.SIGINT)])
 def test_signal_stops_drains_flushes_and_exits_nonzero(tmp_path, n: int, sig: int) -> None:
     spec = _write(str(tmp_path / "s.yaml"), """
