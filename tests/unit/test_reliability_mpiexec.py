@@ -237,3 +237,27 @@ sets:
     assert len(tr.errors) == 6
     assert int(tr.attrs["skipped"]) == 6
 
+
+
+def test_fail_fast_flag_summary_and_json(tmp_path) -> None:
+    import json
+
+    spec = _write(str(tmp_path / "f.yaml"), """
+sets:
+  - {name: bad, kernel: fail, args: ["broken input"], duration: 5}
+  - {name: kid, n: 2, kernel: noop, after: [bad]}
+  - {name: many, n: 50, kernel: sleep, args: [0.01]}
+""")
+    base = [sys.executable, "-m", "mpiwf", "run", spec, "--trace", "", "--progress", "0",
+            "--rundir", str(tmp_path / "r")]
+    p = subprocess.run(base, env=_env(), capture_output=True, text=True, timeout=BOUND)
+    assert p.returncode == 1 and "FAILED bad on rank 0: RuntimeError: broken input" in p.stdout
+    assert "2 task(s) skipped because a parent failed" in p.stdout
+    assert "50 cancelled" not in p.stdout  # without --fail-fast everything else runs
+    p = subprocess.run([*base, "--fail-fast", "--json"], env=_env(), capture_output=True,
+                       text=True, timeout=BOUND)
+    assert p.returncode == 1, p.stdout + p.stderr
+    d = json.loads(p.stdout)
+    assert d["failed"] == 1 and d["cancelled"] >= 40 and d["done"] < 50
+    assert d["stop_reason"].startswith("--fail-fast") and d["failures"][0][:2] == ["bad",
+                                                                                 "RuntimeError"]
