@@ -21,7 +21,7 @@ VENV_FLAGS :=
 EXTRAS := mpich,test,dev,plot
 endif
 
-.PHONY: all venv test lint typecheck unit mpi demo clean
+.PHONY: all venv test lint typecheck unit mpi ctest ctest-smoke demo clean
 
 all: test
 
@@ -52,7 +52,20 @@ mpi: $(STAMP)
 	    mpiexec -n $$n $(PY) -m mpi4py -m pytest -q -x --timeout=120 tests/mpi || exit 1; \
 	done
 
-test: lint typecheck mpi unit
+# CTest (CMakeLists.txt): `make ctest` runs every tier through ctest (the same tests
+# as `make mpi unit`); `make test` runs only its smoke label (1-rank MPI tier + job
+# scripts) to check the CMake/CTest set-up itself, about 15 s.
+BUILD ?= build
+$(BUILD)/CTestTestfile.cmake: CMakeLists.txt $(STAMP)
+	cmake -S . -B $(BUILD) -DPython3_EXECUTABLE=$(abspath $(PY)) > /dev/null
+
+ctest: $(BUILD)/CTestTestfile.cmake
+	ctest --test-dir $(BUILD) --output-on-failure
+
+ctest-smoke: $(BUILD)/CTestTestfile.cmake
+	ctest --test-dir $(BUILD) -L smoke --output-on-failure
+
+test: lint typecheck mpi ctest-smoke unit
 
 DEMO_SPEC ?= apps/demo/dg2_local.yaml
 DEMO_OUT ?= demo-out

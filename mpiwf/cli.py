@@ -17,7 +17,7 @@ from . import __version__
 from .errors import MpiwfError
 
 #: Subcommands, in help order.
-COMMANDS = ["run", "analyze"]
+COMMANDS = ["run", "simulate", "model", "analyze", "plot", "export", "jobscript"]
 
 
 def _rank() -> int:

@@ -135,10 +135,12 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
                        for w in workers]
             t0 = time.time()
             if trace_path:
+                from .batchenv import collect as batch_env
                 from .trace import TraceWriter, versions
 
                 run_attrs = {"mode": cfg.mode, "command": " ".join(sys.argv), "ranks": size,
                              "simulated": False, "host": infos[0]["host"],
+                             "batch": batch_env(),
                              "config": cfg.__dict__, "rundir": os.path.abspath(cfg.rundir),
                              **versions(), **mpi_versions(), **(attrs or {})}
                 if resume:

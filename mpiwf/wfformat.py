@@ -56,6 +56,9 @@ def from_wfformat(doc: Any, source: str = "wfformat", time_scale: float = 1.0,
     """
     if not isinstance(doc, Mapping) or not isinstance(doc.get("workflow"), Mapping):
         raise SpecError("workflow", "not a WfFormat instance (no 'workflow' mapping)")
+    if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)) \
+            or not time_scale > 0 or time_scale == float("inf"):
+        raise SpecError("time_scale", f"must be a finite number > 0, got {time_scale!r}")
     tasks, ex = _tasks(doc)
     if not tasks:
         raise SpecError("workflow.tasks", "empty")
@@ -73,15 +76,26 @@ def from_wfformat(doc: Any, source: str = "wfformat", time_scale: float = 1.0,
         rt = info.get("runtimeInSeconds", info.get("runtime", 0.0))
         if isinstance(rt, bool) or not isinstance(rt, (int, float)) or rt < 0 or rt != rt:
             raise SpecError(f"{p}.runtimeInSeconds", f"must be a number >= 0, got {rt!r}")
-        cores = info.get("coresCount", info.get("cores", default_cores))
+        cores: Any = default_cores
+        for key in ("coresCount", "coreCount", "cores"):  # 1.4/1.5 spellings, then 1.3
+            if key in info:
+                cores = info[key]
+                break
         if cores is None:
             cores = default_cores
         if isinstance(cores, float) and cores.is_integer():
             cores = int(cores)
         if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
             raise SpecError(f"{p}.coresCount", f"must be a whole number >= 1, got {cores!r}")
+        gpus = info.get("gpuCount", info.get("gpusCount", 0))
+        if gpus is None:
+            gpus = 0
+        if isinstance(gpus, float) and gpus.is_integer():
+            gpus = int(gpus)
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+            raise SpecError(f"{p}.gpuCount", f"must be a whole number >= 0, got {gpus!r}")
         dur = float(rt) * time_scale
-        wf.add_set(tid, 1, kernel, (dur,), cores=cores, duration=dur, path=p)
+        wf.add_set(tid, 1, kernel, (dur,), cores=cores, gpus=gpus, duration=dur, path=p)
         ids.append(tid)
     known = set(ids)
     edges: set[tuple[str, str]] = set()
@@ -103,3 +117,35 @@ def from_wfformat(doc: Any, source: str = "wfformat", time_scale: float = 1.0,
         wf.set_deps.append((wf.by_name[a].sid, wf.by_name[b].sid, 0))
     wf.validate(check_kernels=False)
     return wf
+
+
+def instance_info(doc: Any) -> dict[str, Any]:
+    """What a WfFormat instance recorded about its own execution.
+
+    Returns:
+        ``schema`` (version string), ``name``, ``recorded_makespan`` (seconds, or
+        ``None``), ``machines`` (count) and ``machine_cores`` (sum of their
+        ``cpu.coreCount``/``cpu.count``, or ``None``).
+    """
+    out: dict[str, Any] = {"schema": None, "name": None, "recorded_makespan": None,
+                           "machines": 0, "machine_cores": None}
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("workflow"), Mapping):
+        return out
+    wf = doc["workflow"]
+    out["schema"] = doc.get("schemaVersion")
+    out["name"] = doc.get("name")
+    execu = wf.get("execution") if isinstance(wf.get("execution"), Mapping) else wf
+    ms = execu.get("makespanInSeconds", wf.get("makespanInSeconds", wf.get("makespan")))
+    if isinstance(ms, (int, float)) and not isinstance(ms, bool):
+        out["recorded_makespan"] = float(ms)
+    machines = execu.get("machines", wf.get("machines"))
+    if isinstance(machines, list):
+        out["machines"] = len(machines)
+        total = 0
+        for m in machines:
+            cpu = m.get("cpu") if isinstance(m, Mapping) else None
+            c = cpu.get("coreCount", cpu.get("count")) if isinstance(cpu, Mapping) else None
+            if isinstance(c, int) and not isinstance(c, bool) and c > 0:
+                total += c
+        out["machine_cores"] = total or None
+    return out

@@ -1,0 +1,93 @@
+"""Plots: every kind, one run and two stacked, written as non-blank PNG files."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from mpiwf import MpiwfError, Workflow, uniform_workers
+from mpiwf.cli import main as cli
+from mpiwf.plot import KINDS, plot
+from mpiwf.simulate import simulate
+from mpiwf.trace import TraceWriter, load
+
+mpimg = pytest.importorskip("matplotlib.image")  # the plot extra; make venv installs it
+
+
+def sim(tmp_path, mode: str, fail: bool = False) -> str:
+    wf = Workflow("plotwf")
+    wf.add_set("cpu", 6, "sleep", (2.0,), cores=1)
+    wf.add_set("gpu", 3, "sleep", (3.0,), cores=1, gpus=1, after=["cpu"])
+    wf.add_set("side", 2, "sleep", (4.0,), cores=1)
+    wf.add_set("end", 1, "sleep", (1.0,), after=["side"])
+    path = str(tmp_path / f"{mode}.h5")
+    w = uniform_workers(2, 3, 1, 1)
+    tw = TraceWriter(path, wf, w, {"mode": mode, "simulated": True})
+    simulate(wf, w, mode, trace=tw)
+    if fail:
+        tw.add((3, 0, 3, 1, 5, 2, 1, 0, 1, 0, 0.0, 0.0, 0.0, 0.5, 1.0, 1.0))
+    tw.close()
+    return path
+
+
+def pixels(path: str) -> np.ndarray:
+    assert os.path.getsize(path) > 5000
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 600
+    return img[..., :3]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_one_and_two_runs(tmp_path, kind: str) -> None:
+    seq, asy = sim(tmp_path, "sequential", fail=True), sim(tmp_path, "async")
+    one = plot([load(asy)], kind, str(tmp_path / f"{kind}-1.png"))
+    two = plot([load(seq), load(asy)], kind, str(tmp_path / f"{kind}-2.png"))
+    a, b = pixels(one), pixels(two)
+    # not blank: real variation, and a fair share of pixels is not the white background
+    assert a.std() > 0.05 and b.std() > 0.05
+    assert np.mean(a.sum(axis=2) < 2.9) > 0.01 and np.mean(b.sum(axis=2) < 2.9) > 0.01
+    assert b.shape[0] > a.shape[0]  # two runs stack as two panels
+
+
+def test_series_of_many_steps_are_binned(tmp_path) -> None:
+    wf = Workflow("many")
+    wf.add_set("t", 5000, "sleep", (1.0,), duration_dist={"dist": "uniform", "low": 0.1,
+                                                          "high": 2.0})
+    path = str(tmp_path / "m.h5")
+    w = uniform_workers(1, 7)
+    tw = TraceWriter(path, wf, w, {"mode": "async", "simulated": True})
+    simulate(wf, w, trace=tw)
+    tw.close()
+    out = plot([load(path)], "utilization", str(tmp_path / "m.png"))
+    img = pixels(out)
+    assert img.std() > 0.05
+
+
+def test_plot_cli(tmp_path, capsys) -> None:
+    p = sim(tmp_path, "async")
+    out = str(tmp_path / "c.png")
+    assert cli(["plot", p, p, "--kind", "concurrency", "-o", out]) == 0
+    assert capsys.readouterr().out.strip() == out and pixels(out).std() > 0.05
+    assert cli(["plot", p, "--kind", "pie", "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown plot kind 'pie'" in err
+    with pytest.raises(MpiwfError, match="cannot write"):
+        plot([load(p)], "gantt", str(tmp_path / "no" / "such" / "dir.png"))
+
+
+def test_large_gantt_is_painted_as_an_image(tmp_path, monkeypatch) -> None:
+    import mpiwf.plot as mp
+
+    p = sim(tmp_path, "sequential", fail=True)
+    bars = pixels(plot([load(p)], "gantt", str(tmp_path / "bars.png")))
+    monkeypatch.setattr(mp, "MAX_BARS", 3)  # 12 attempts: the raster path
+    img = pixels(plot([load(p)], "gantt", str(tmp_path / "img.png")))
+    assert img.shape == bars.shape and img.std() > 0.05
+
+    def colored(a: np.ndarray) -> float:  # share of saturated (set-coloured) pixels
+        return float(np.mean(a.max(axis=2) - a.min(axis=2) > 0.3))
+
+    # the same attempts cover a comparable area either way (bars are thinner)
+    assert colored(img) > 0.05 and colored(bars) > 0.01

@@ -1,0 +1,165 @@
+"""Simulator determinism and traces, WfFormat import of the shared instances, the CLI."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mpiwf import Workflow, uniform_workers
+from mpiwf.analysis import summarize
+from mpiwf.cli import main as cli_main
+from mpiwf.errors import SpecError
+from mpiwf.layouts import get
+from mpiwf.simulate import simulate, simulate_to_trace
+from mpiwf.spec import load, read_document
+from mpiwf.trace import load as load_trace
+from mpiwf.wfformat import from_wfformat, instance_info
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+INSTANCES = sorted(glob.glob(os.path.join(ROOT, "..", "shared", "data", "wfinstances",
+                                          "*.json")))
+if not INSTANCES:
+    INSTANCES = sorted(glob.glob("/work/shared/data/wfinstances/*.json"))
+
+
+def noisy() -> Workflow:
+    wf = Workflow("noisy")
+    wf.add_set("a", 20, "sleep", (1.0,), duration_dist={"dist": "normal", "std": 0.3})
+    wf.add_set("b", 20, "sleep", (2.0,), after_each=["a"],
+               duration_dist={"dist": "lognormal", "sigma": 0.2})
+    wf.add_set("c", 5, "sleep", (1.0,), after=["b"], duration_dist={"dist": "exponential"})
+    return wf
+
+
+def test_seeded_simulation_is_deterministic() -> None:
+    w = uniform_workers(1, 4)
+    r1 = simulate(noisy(), w, seed=7, validate=True)
+    r2 = simulate(noisy(), w, seed=7)
+    r3 = simulate(noisy(), w, seed=8)
+    assert r1.makespan == r2.makespan
+    assert np.array_equal(r1.rows, r2.rows)
+    assert r1.makespan != r3.makespan
+    d = r1.rows["ended"] - r1.rows["started"]
+    assert len(set(np.round(d, 9).tolist())) > 10  # durations were drawn, not fixed
+
+
+def test_simulated_trace_is_analyzed_like_a_real_one(tmp_path: str) -> None:
+    p = os.path.join(str(tmp_path), "s.h5")
+    wf = load(os.path.join(ROOT, "apps", "paper", "dg2.yaml"))
+    out = simulate_to_trace(wf, get("summit168").workers(16), "async", trace_path=p,
+                            attrs={"layout": "summit168"})
+    tr = load_trace(p)
+    assert tr.simulated and not tr.partial and tr.mode == "async"
+    s = summarize(tr)
+    assert s["makespan"] == out["makespan"] == 1308.0 and s["tasks"] == 256
+    assert s["utilization"] == pytest.approx(out["utilization"])
+    t = tr.tasks
+    assert np.all(t["ready"] <= t["started"]) and np.all(t["started"] < t["ended"])
+    # every all-to-all edge respected in the trace
+    end = {sid: t["ended"][t["set"] == sid].max() for sid in range(len(tr.sets))}
+    for a, b, _k in tr.set_edges:
+        assert t["started"][t["set"] == b].min() >= end[a]
+
+
+@pytest.mark.parametrize("path", INSTANCES, ids=os.path.basename)
+def test_wfformat_instance_respects_every_edge(path: str) -> None:
+    doc = read_document(path)
+    wf = load(path)
+    spec_tasks = doc["workflow"].get("specification", doc["workflow"])["tasks"]
+    assert wf.ntasks == len(spec_tasks)
+    deps = {(wf.sets[a].name, wf.sets[b].name) for a, b, _k in wf.set_deps}
+    want = set()
+    for t in spec_tasks:
+        want.update((p, t["id"]) for p in t.get("parents", []))
+        want.update((t["id"], c) for c in t.get("children", []))
+    assert want and want == deps
+    r = simulate(wf, uniform_workers(1, 8, 1), validate=True)
+    start = dict(zip(r.rows["task"].tolist(), r.rows["started"].tolist()))
+    end = dict(zip(r.rows["task"].tolist(), r.rows["ended"].tolist()))
+    for a, b in want:
+        assert start[wf.by_name[b].offset] >= end[wf.by_name[a].offset]
+    info = instance_info(doc)
+    assert info["recorded_makespan"] and info["recorded_makespan"] > 0
+
+
+def test_wfformat_fields_and_time_scale() -> None:
+    doc = {"schemaVersion": "1.4", "name": "x", "workflow": {"makespanInSeconds": 10, "tasks": [
+        {"id": "a", "runtimeInSeconds": 4, "coresCount": 2, "parents": [], "children": ["b"]},
+        {"id": "b", "runtimeInSeconds": 6, "parents": ["a"], "gpuCount": 1}]}}
+    wf = from_wfformat(doc, time_scale=0.5)
+    assert [(s.cores, s.gpus, s.duration, s.args) for s in wf.sets] == \
+        [(2, 0, 2.0, (2.0,)), (1, 1, 3.0, (3.0,))]
+    assert instance_info(doc)["recorded_makespan"] == 10.0
+    for bad, msg in ((dict(doc, workflow={"tasks": [{"id": "a", "parents": ["z"]}]}),
+                      "unknown task 'z'"),
+                     (dict(doc, workflow={"tasks": [{"id": "a", "runtimeInSeconds": -1}]}),
+                      "runtimeInSeconds"),
+                     (dict(doc, workflow={"tasks": [{"id": "a", "coresCount": 0}]}),
+                      "coresCount")):
+        with pytest.raises(SpecError, match=msg):
+            from_wfformat(bad)
+    with pytest.raises(SpecError, match="time_scale"):
+        from_wfformat(doc, time_scale=0)
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = cli_main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_model_and_simulate_json(capsys: pytest.CaptureFixture[str], tmp_path: str) -> None:
+    spec = os.path.join(ROOT, "apps", "paper", "dg2.yaml")
+    rc, out, _ = _cli(capsys, "model", spec, "--layout", "summit168", "--nodes", "16", "--json")
+    m = json.loads(out)
+    assert rc == 0 and (m["t_seq"], m["t_async"]) == (1770.0, 1308.0)
+    assert m["improvement"] == pytest.approx(1 - 1308 / 1770) and m["doa"] == 5
+    assert m["critical_path"] == ["T0", "T1", "T3"]
+    p = os.path.join(str(tmp_path), "s.h5")
+    rc, out, _ = _cli(capsys, "simulate", spec, "--layout", "summit168", "--nodes", "16",
+                      "--mode", "sequential", "--trace", p, "--json")
+    s = json.loads(out)
+    assert rc == 0 and s["makespan"] == 1770.0 and s["tasks"] == 256
+    assert set(s["utilization"]) == {"cpu", "gpu"} and os.path.exists(p)
+    rc, out, _ = _cli(capsys, "analyze", p, "--json")
+    assert rc == 0 and json.loads(out)["makespan"] == 1770.0
+    wff = INSTANCES[0]
+    rc, out, _ = _cli(capsys, "simulate", wff, "--cores", "4", "--time-scale", "0.5", "--json")
+    s = json.loads(out)
+    assert rc == 0 and s["recorded_makespan"] == pytest.approx(
+        0.5 * instance_info(read_document(wff))["recorded_makespan"])
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["simulate", "SPEC"], "--layout"),
+    (["simulate", "SPEC", "--layout", "nope"], "unknown layout"),
+    (["simulate", "SPEC", "--layout", "summit", "--nodes", "0"], "--nodes"),
+    (["simulate", "SPEC", "--layout", "summit", "--mode", "fast"], "mode"),
+    (["simulate", "SPEC", "--cores", "8"], "asks for"),
+    (["model", "SPEC", "--time-scale", "-1"], "--time-scale"),
+    (["model", "BAD"], "workflow.specification.tasks"),
+    (["model", "missing.yaml"], "no such file"),
+])
+def test_cli_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: str,
+                                          argv: list[str], msg: str) -> None:
+    bad = os.path.join(str(tmp_path), "bad.json")
+    with open(bad, "w") as fh:
+        json.dump({"schemaVersion": "1.5", "workflow": {"specification": {"tasks": {}}}}, fh)
+    spec = os.path.join(ROOT, "apps", "paper", "dg2.yaml")
+    argv = [bad if a == "BAD" else spec if a == "SPEC" else a for a in argv]
+    rc, _out, err = _cli(capsys, *argv)
+    assert rc == 2
+    assert err.count("\n") == 1 and msg in err and "Traceback" not in err
+
+
+def test_python_m_mpiwf_model_runs_without_mpi() -> None:
+    r = subprocess.run([sys.executable, "-m", "mpiwf", "model",
+                        os.path.join(ROOT, "apps", "paper", "dg1.yaml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "I = 0.0 %" in r.stdout
