@@ -231,6 +231,8 @@ class Master:
         rank 0's host whose process is gone (or a zombie) is lost; its tasks are
         re-queued on the others and nothing is sent to it again."""
         found = False
+        if self._usr1 and self.trace is not None:
+            self.trace.flush()  # Hydra's failure notice: the kill may follow at once
         for rank in self.ep.failed:  # reported by the MPI library itself (ULFM)
             w = self.w_of_rank.get(rank)
             if w is not None and not self.sched.lost[w]:
@@ -500,6 +502,8 @@ class Master:
     def _stop_dispatching(self) -> None:
         if not self._cancel_sent:  # workers drop their prefetched tasks (reported cancelled)
             self._cancel_sent = True
+            if self.trace is not None:  # a launcher may kill us soon after its signal
+                self.trace.flush()
             for w, r in enumerate(self.rank_of):
                 if not self.sched.lost[w]:
                     self.ep.send(r, Tag.CANCEL, None)

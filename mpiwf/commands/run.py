@@ -42,8 +42,9 @@ def add_parser(sub: Any) -> None:
                    help="skip the tasks recorded done in this trace; with --trace the same "
                    "file, the new run is appended to it as a new run group")
     p.add_argument("--walltime", type=float, default=None, metavar="S",
-                   help="stop gracefully S seconds after the start: dispatching stops "
-                   "--walltime-grace seconds before, running tasks are then drained until S")
+                   help="stop gracefully S seconds after rank 0 starts the run (after "
+                   "start-up): dispatching stops --walltime-grace seconds before, running "
+                   "tasks are then drained until S")
     p.add_argument("--walltime-grace", type=float, default=None, metavar="G",
                    help="seconds before --walltime to stop dispatching "
                    "(default: 10%% of it, at most 60)")
