@@ -54,6 +54,11 @@ class _Parser(argparse.ArgumentParser):
     pass
 
 
+def _printable(text: str) -> str:
+    """One terminal-safe line: control and bidi characters (a NUL, U+202E) escaped."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mpiwf`` and ``python -m mpiwf``; returns the exit status."""
     parser = build_parser()
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except MpiwfError as exc:
         if _rank() == 0:
-            print(f"mpiwf {args.command}: error: {exc}", file=sys.stderr)
+            print(f"mpiwf {args.command}: error: {_printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -60,6 +60,8 @@ class Endpoint:
 
     rank: int = 0
     size: int = 1
+    #: ranks the transport itself reported dead (ULFM); rank 0 marks them lost
+    failed: frozenset[int] = frozenset()
 
     def send(self, dest: int, tag: int, obj: Any) -> None:
         """Send without blocking on the receiver."""
@@ -108,11 +110,35 @@ class MPIEndpoint(Endpoint):
 
     def poll(self) -> Message | None:
         st = self._status
-        msg = self.comm.improbe(source=self.MPI.ANY_SOURCE, tag=self.MPI.ANY_TAG, status=st)
+        try:
+            msg = self.comm.improbe(source=self.MPI.ANY_SOURCE, tag=self.MPI.ANY_TAG,
+                                    status=st)
+        except self.MPI.Exception as exc:
+            self._proc_failed(exc)
+            return None
         if msg is None:
             return None
         src, tag = st.Get_source(), st.Get_tag()
         return (src, tag, msg.recv())
+
+    def _proc_failed(self, exc: Any) -> None:
+        """A wildcard receive failed because a process died (ULFM, e.g. Open MPI 5 with
+        ``mpiexec --with-ft ulfm``): acknowledge the failures so wildcard receives work
+        again, and publish the dead ranks in :attr:`failed`. Anything else re-raises."""
+        MPI = self.MPI
+        proc_failed = {getattr(MPI, n, None) for n in ("ERR_PROC_FAILED",
+                                                      "ERR_PROC_FAILED_PENDING")} - {None}
+        if exc.Get_error_class() not in proc_failed:
+            raise exc
+        self.comm.Ack_failed()
+        grp = self.comm.Get_failed()
+        try:
+            mine = self.comm.Get_group()
+            ranks = MPI.Group.Translate_ranks(grp, list(range(grp.Get_size())), mine)
+            mine.Free()
+        finally:
+            grp.Free()
+        self.failed = frozenset(self.failed | {r for r in ranks if r >= 0})
 
     def flush(self) -> None:
         if self._reqs:

@@ -21,6 +21,8 @@ ENV_FIELDS = {
     "MPIWF_LOG_LEVEL": "log_level",
     "MPIWF_PROGRESS": "progress_interval",
     "MPIWF_SHORT_TASK": "short_task",
+    "MPIWF_HEARTBEAT": "heartbeat",
+    "MPIWF_HEARTBEAT_TIMEOUT": "heartbeat_timeout",
 }
 
 
@@ -69,6 +71,8 @@ class Config:
         progress_interval: seconds between progress lines (0 turns them off).
         time_scale: factor applied to every ``sleep``/``spin`` duration and estimate.
         validate: check the scheduler's invariants after every event (slow; tests).
+        heartbeat: seconds between a worker's heartbeats to rank 0 (0: none).
+        heartbeat_timeout: a worker silent this long (no heartbeat) is lost.
     """
 
     mode: str = "async"
@@ -83,6 +87,8 @@ class Config:
     progress_interval: float = 10.0
     time_scale: float = 1.0
     validate: bool = False
+    heartbeat: float = 5.0
+    heartbeat_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         parse_mode(self.mode)
@@ -91,7 +97,7 @@ class Config:
         if self.batch < 1:
             raise SpecError("batch", f"must be >= 1, got {self.batch}")
         for name in ("short_task", "poll_spin", "poll_max_sleep", "trace_flush",
-                     "progress_interval"):
+                     "progress_interval", "heartbeat", "heartbeat_timeout"):
             if getattr(self, name) < 0:
                 raise SpecError(name, f"must be >= 0, got {getattr(self, name)}")
         if not self.time_scale > 0:

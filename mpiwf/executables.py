@@ -11,6 +11,7 @@ files in the task's directory ``RUNDIR/tasks/<set>/<index>/``; exit status 0 is
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +35,14 @@ def _tail(path: str, limit: int = 300) -> str:
     except OSError:
         return ""
     return lines[-1][:limit] if lines else ""
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
 
 
 @register("exec")
@@ -71,16 +80,23 @@ def run_executable(*argv: Any, env: Mapping[str, Any] | None = None, cwd: str | 
         full.update({str(k): str(v) for k, v in env.items()})
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         try:
-            proc = subprocess.run(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                  env=full, cwd=cwd or outdir, timeout=timeout, check=False)
+            # its own session: a timeout or a stop kills everything the program started
+            proc = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                    env=full, cwd=cwd or outdir, start_new_session=True)
         except FileNotFoundError:
             raise ExecError(f"{args[0]}: no such program") from None
         except PermissionError:
             raise ExecError(f"{args[0]}: permission denied") from None
+        try:
+            rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            _kill_group(proc)
             raise ExecError(f"{args[0]}: killed after {timeout} s") from None
-    if proc.returncode != 0:
+        except BaseException:  # the task's own timeout (mpiwf.timeouts) or a stop
+            _kill_group(proc)
+            raise
+    if rc != 0:
         last = _tail(err_path)
-        raise ExecError(f"{args[0]} exited with status {proc.returncode}"
+        raise ExecError(f"{args[0]} exited with status {rc}"
                         + (f": {last}" if last else "") + f" (stderr: {err_path})")
     return {"returncode": 0, "stdout": out_path, "stderr": err_path}

@@ -22,7 +22,7 @@ from .config import Config
 from .errors import RunError
 from .protocol import STATUS_CANCELLED, STATUS_OK, STATUS_TIMEOUT, Tag, setdef
 from .resources import WorkerSpec
-from .scheduler import CANCELLED, DONE, FAILED, Scheduler
+from .scheduler import CANCELLED, DONE, FAILED, SKIPPED, Scheduler
 from .trace import ROW_DTYPE, ROWS_PER_FLUSH
 from .workflow import DEP_ALL, DEP_ONE, Workflow
 
@@ -32,6 +32,27 @@ _RAW_ROW = np.dtype([("task", "<i8"), ("attempt", "<i2"), ("w", "<i8"), ("nw", "
                      ("started", "<f8"), ("dur", "<f8"), ("recv", "<f8")])
 
 STATUS_TIMEDOUT = 8  # trace status of an attempt that ran past its timeout
+STATUS_LOST = 9  # trace status of an attempt whose worker rank died
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` (on this host) exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    except OSError:  # no /proc (not Linux): fall back to a signal-0 probe
+        try:
+            import os
+
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
 
 
 @dataclasses.dataclass
@@ -71,6 +92,9 @@ class RunSummary:
     cancelled: int
     wall: float
     results: dict[int, Any]
+    stop_reason: str = ""
+    lost: tuple[int, ...] = ()
+    failures: tuple[tuple[str, str, str, int], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -147,6 +171,19 @@ class Master:
         self._set_cols: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
         if trace is not None:
             trace.pre_flush = self._flush_rows
+        self.fail_fast = False
+        self.force_stop = False
+        self.drain_timeout = 30.0  # after a stop, wait this long for running tasks
+        self._stop_at = 0.0
+        self.local_pids: dict[int, int] = {}
+        self.liveness_interval = 0.5
+        self.lost_ranks: list[int] = []
+        self.failures: list[tuple[str, str, str, int]] = []
+        self._cancel_sent = False
+        self._usr1 = False
+        self.heartbeat_timeout = 0.0  # > 0: workers send heartbeats; silence means lost
+        self.last_beat: dict[int, float] = {}
+        self._last_check = 0.0
         self._update_keep()
 
     # ------------------------------------------------------------------ helpers
@@ -181,12 +218,83 @@ class Master:
         """Rank 0's clock, seconds since the run started."""
         return time.time() - self.t0
 
-    def request_stop(self, reason: str) -> None:
-        """Stop dispatching (signal, walltime); running tasks are drained."""
+    def request_stop(self, reason: str, force: bool = False) -> None:
+        """Stop dispatching (signal, walltime, fail-fast): queued tasks are cancelled,
+        running ones drained; with ``force`` running ones are recorded cancelled and
+        the loop ends at once (safe to call from a signal handler or another thread:
+        it only sets flags)."""
         if not self.stop_requested:
+            self._stop_at = time.monotonic()
             self.stop_requested = True
             self.stop_reason = reason
             log.warning("stopping: %s", reason)
+        if force and not self.force_stop:
+            self.force_stop = True
+            log.warning("not waiting for running tasks: %s", reason)
+
+    def notice_usr1(self) -> None:
+        """SIGUSR1 arrived. MPICH's Hydra sends it to the surviving ranks when a process
+        of the job died; batch systems send it before the walltime. The next idle poll
+        checks the workers: if one is found dead it is handled as lost, otherwise the
+        signal means "stop" (signal-handler safe: only sets a flag)."""
+        self._usr1 = True
+        self._last_check = 0.0
+
+    # ------------------------------------------------------------------ liveness
+    def _check_workers(self) -> None:
+        """Idle-time liveness check (never on the per-message path): a worker rank on
+        rank 0's host whose process is gone (or a zombie) is lost; its tasks are
+        re-queued on the others and nothing is sent to it again."""
+        found = False
+        if self._usr1 and self.trace is not None:
+            self.trace.flush()  # Hydra's failure notice: the kill may follow at once
+        for rank in self.ep.failed:  # reported by the MPI library itself (ULFM)
+            w = self.w_of_rank.get(rank)
+            if w is not None and not self.sched.lost[w]:
+                found = True
+                self.worker_lost(w, f"the MPI library reports rank {rank} failed")
+        for rank, pid in self.local_pids.items():
+            w = self.w_of_rank[rank]
+            if not self.sched.lost[w] and not _alive(pid):
+                found = True
+                self.worker_lost(w, f"process {pid} of rank {rank} is gone")
+        if self.heartbeat_timeout:
+            now = time.monotonic()
+            for rank, seen in self.last_beat.items():
+                w = self.w_of_rank[rank]
+                if not self.sched.lost[w] and now - seen > self.heartbeat_timeout:
+                    found = True
+                    self.worker_lost(w, f"no heartbeat from rank {rank} for "
+                                     f"{now - seen:.1f} s (hung or unreachable)")
+        if self._usr1:
+            self._usr1 = False
+            if not found:
+                self.request_stop("received SIGUSR1")
+
+    def worker_lost(self, w: int, why: str) -> list[int]:
+        """Mark worker ``w`` lost: its tasks are re-queued (trace status ``lost``)."""
+        rank = self.rank_of[w]
+        running = {t: g for t, g in self.sched.running.items() if w in g}
+        hit = self.sched.worker_lost(w)
+        self.lost_ranks.append(rank)
+        log.error("worker rank %d lost (%s); re-queued %d task(s)", rank, why, len(hit))
+        now = time.time()
+        for tid in hit:
+            ts = self.wf.set_of(tid)
+            gang = running.get(tid) or (w,)
+            att = self.sched.attempts.get(tid, 0)
+            d = self.dispatched.a[tid] - self.t0
+            if self.trace is not None:
+                self.trace.add((tid, ts.sid, tid - ts.offset, att, STATUS_LOST,
+                                self.rank_of[gang[0]], len(gang), self.node_of[gang[0]],
+                                ts.cores, ts.gpus, self.created.a[tid],
+                                self.sched.ready_at[tid] - self.t0, d, d, now - self.t0,
+                                now - self.t0))
+                self.trace.add_error(tid, att, rank, self.workers[w].host, "WorkerLost",
+                                     why, "")
+        if self.trace is not None:
+            self.trace.flush()
+        return hit
 
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self) -> int:
@@ -293,6 +401,11 @@ class Master:
                 final = not sched.task_failed(tid)
                 if self.trace is not None and err is not None:
                     self.trace.add_error(tid, attempt, err[3], err[4], err[0], err[1], err[2])
+                if final and len(self.failures) < 100:
+                    self.failures.append((wf.task_name(tid), err[0] if err else "?",
+                                          err[1] if err else "", err[3] if err else -1))
+                if final and self.fail_fast:
+                    self.request_stop(f"--fail-fast: task {wf.task_name(tid)} failed")
                 if err is not None:
                     log.warning("task %s failed on rank %s (%s: %s)%s", wf.task_name(tid),
                                 err[3], err[0], err[1], "" if final else "; retrying")
@@ -446,6 +559,14 @@ class Master:
                 self._stop_dispatching()
                 if not sched.running:
                     break
+                if not self.force_stop and \
+                        time.monotonic() - self._stop_at > self.drain_timeout:
+                    self.request_stop(f"running tasks not drained within {self.drain_timeout:g} s",
+                                      force=True)
+                if self.force_stop:
+                    for tid in list(sched.running):
+                        sched.cancel_running(tid)
+                    break
             else:
                 self._dispatch()
             msg = ep.poll()
@@ -464,6 +585,11 @@ class Master:
                                    f"workers ({sched.counts()})")
                 if trace is not None:
                     trace.maybe_flush()
+                if self.local_pids or self._usr1 or self.ep.failed or self.heartbeat_timeout:
+                    t = time.monotonic()
+                    if t - self._last_check >= self.liveness_interval:
+                        self._last_check = t
+                        self._check_workers()
                 last_progress = self._progress(last_progress, start)
                 backoff.wait()
                 continue
@@ -471,15 +597,31 @@ class Master:
             src, tag, payload = msg
             if tag == Tag.RESULTS:
                 self._on_results(src, payload)
+            elif tag == Tag.HEARTBEAT:
+                self.last_beat[src] = time.monotonic()
             elif tag == Tag.BYE:
                 self.byes[src] = payload
             else:
                 raise RunError(f"unexpected message tag {tag} from rank {src}")
         if trace is not None:
+            self._record_unrun()
             trace.flush()
         if self.cfg.progress_interval and sys.stderr.isatty():
             sys.stderr.write("\n")
         return self.summary(time.monotonic() - start)
+
+    def _record_unrun(self) -> None:
+        """Trace the ids of tasks that never ran (``skipped``: a parent failed for good;
+        ``cancelled``: cancelled by a stop or a failure) as int64 datasets beside ``tasks``."""
+        g = getattr(self.trace, "g", None)
+        if g is None or not (self.sched.n_skipped or self.sched.n_cancelled):
+            return
+        state = np.frombuffer(bytes(self.sched.state[:self.sched.ntasks]), dtype=np.uint8)
+        for name, code in (("skipped", SKIPPED), ("cancelled", CANCELLED)):
+            ids = np.flatnonzero(state == code).astype(np.int64)
+            if name in g:
+                del g[name]
+            g.create_dataset(name, data=ids)
 
     def _skip_recorded(self) -> None:
         """Resume: tasks recorded done in an earlier run count as done now."""
@@ -487,6 +629,13 @@ class Master:
         log.info("resume: %d task(s) already done", n)
 
     def _stop_dispatching(self) -> None:
+        if not self._cancel_sent:  # workers drop their prefetched tasks (reported cancelled)
+            self._cancel_sent = True
+            if self.trace is not None:  # a launcher may kill us soon after its signal
+                self.trace.flush()
+            for w, r in enumerate(self.rank_of):
+                if not self.sched.lost[w]:
+                    self.ep.send(r, Tag.CANCEL, None)
         if self.sched.n_ready or self.sched.n_terminal + self.sched.n_running \
                 < self.sched.ntasks:
             self.sched.cancel_all()
@@ -496,15 +645,19 @@ class Master:
         s = self.sched
         return RunSummary(makespan=wall, tasks=s.ntasks, done=s.n_done, failed=s.n_failed,
                           skipped=s.n_skipped, cancelled=s.n_cancelled, wall=wall,
-                          results=self.results)
+                          results=self.results, stop_reason=self.stop_reason,
+                          lost=tuple(self.lost_ranks), failures=tuple(self.failures))
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """STOP every worker and wait (bounded) for each BYE."""
         ep = self.ep
-        for r in self.rank_of:
+        live = [r for w, r in enumerate(self.rank_of) if not self.sched.lost[w]]
+        for r in live:
             ep.send(r, Tag.STOP, None)
+        if self.force_stop:
+            timeout = min(timeout, 2.0)  # busy workers will not answer in time
         deadline = time.monotonic() + timeout
-        expect = {r for r in self.rank_of}
+        expect = set(live)
         backoff = Backoff(self.cfg.poll_spin, self.cfg.poll_max_sleep)
         while not expect.issubset(self.byes) and time.monotonic() < deadline:
             msg = ep.poll()
@@ -520,4 +673,5 @@ class Master:
         missing = sorted(expect - set(self.byes))
         if missing:
             log.warning("no goodbye from rank(s) %s within %.0f s", missing, timeout)
-        ep.flush()
+        if not self.lost_ranks and not missing:
+            ep.flush()  # sends to a dead or busy rank may never complete

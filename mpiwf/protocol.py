@@ -12,6 +12,7 @@ RESULTS     w -> 0     list of Result tuples
 STOP        0 -> w     ``None``: finish the queued tasks, reply BYE, leave the loop
 BYE         w -> 0     ``dict`` worker statistics (tasks run, busy seconds)
 CANCEL      0 -> w     ``None``: drop queued tasks (they are reported cancelled)
+HEARTBEAT   w -> 0     ``None``: sent by a worker's side thread every ``heartbeat`` s
 ==========  =========  ==============================================================
 
 SetDef  = (sid, name, offset, n, kernel, args, kwargs, timeout, isolate, ranks)
@@ -46,6 +47,7 @@ class Tag(enum.IntEnum):
     STOP = 4
     BYE = 5
     CANCEL = 6
+    HEARTBEAT = 7
 
 
 SetDef = tuple[int, str, int, int, str, tuple[Any, ...], dict[str, Any], Any, bool, int]

@@ -8,6 +8,7 @@ trace; the other ranks serve tasks. A 1-rank run executes the tasks on rank 0.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -26,6 +27,9 @@ from .worker import Executor, Worker
 from .workflow import Workflow
 
 log = logging.getLogger("mpiwf.run")
+
+#: Exit status of a job that rank 0 aborts after closing the trace (lost worker, forced stop).
+EXIT_ABORTED = 4
 
 WorkflowSource = Workflow | Callable[[], Workflow]
 Layout = Callable[[list[dict[str, Any]]], list[WorkerSpec]]
@@ -64,7 +68,7 @@ def mpi_versions() -> dict[str, str]:
     import mpi4py
     from mpi4py import MPI
 
-    lib = MPI.Get_library_version().strip().splitlines()[0]
+    lib = MPI.Get_library_version().replace("\x00", "").strip().splitlines()[0]  # Open MPI: NULs
     return {"mpi4py": mpi4py.__version__, "mpi_library": lib,
             "mpi_standard": ".".join(map(str, MPI.Get_version()))}
 
@@ -173,9 +177,16 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
     if rank != 0:
         ex = Executor(rank, cfg.rundir, gpus=gpus, virtual_gpu=virt,
                       comm_factory=_gang_comm_factory(ep))
+        # A batch system or mpiexec signals every rank; rank 0 alone decides how the run
+        # ends (it drains, flushes and STOPs the workers), so workers ignore the signals.
+        old_sig = _ignore_signals()
+        beat = _Heartbeat(ep, cfg.heartbeat) if cfg.heartbeat > 0 else None
         try:
             Worker(ep, ex, backoff=_backoff(cfg)).run()
         finally:
+            if beat is not None:
+                beat.stop()
+            _restore_signals(old_sig)
             binding.release()
         ep.close()
         return None
@@ -186,6 +197,13 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         endpoint = ep
     master = Master(wf, cfg, endpoint, workers, trace, start_time=t0, callbacks=callbacks,
                     clock_offsets=offsets, skip_done=skip)
+    if size > 1:  # idle-time liveness check of the worker processes on rank 0's host
+        master.local_pids = {w.rank: int(infos[w.rank]["pid"]) for w in workers
+                             if infos[w.rank]["host"] == infos[0]["host"]}
+        if cfg.heartbeat > 0 and _thread_multiple():
+            master.heartbeat_timeout = cfg.heartbeat_timeout
+            now = time.monotonic()
+            master.last_beat = {w.rank: now for w in workers}
     if on_master is not None:
         on_master(master)
     old = _install_signals(master)
@@ -208,9 +226,22 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         binding.release()
     master.shutdown()
     if trace is not None:
-        trace.close(complete=not master.stop_requested, makespan=_makespan(trace),
+        trace.close(complete=not master.stop_requested and not master.lost_ranks,
+                    makespan=_makespan(trace),
                     done=summary.done, failed=summary.failed, skipped=summary.skipped,
-                    cancelled=summary.cancelled, stop_reason=master.stop_reason)
+                    cancelled=summary.cancelled, stop_reason=master.stop_reason,
+                    lost_ranks=json.dumps(master.lost_ranks))
+    if size > 1 and (master.lost_ranks or master.force_stop):
+        # A dead rank (or one still busy in a kernel) makes MPI_Finalize hang or fail
+        # (measured: MPICH, and Open MPI 5 even with ULFM after acknowledging the
+        # failure): the trace is closed, so end the job here, loudly and non-zero.
+        why = (f"worker rank(s) {master.lost_ranks} lost" if master.lost_ranks
+               else f"stopped ({master.stop_reason}) with tasks still running")
+        sys.stderr.write(f"mpiwf: {summary.done}/{summary.tasks} tasks done, {summary.failed} "
+                         f"failed; {why}; aborting the job (exit status "
+                         f"{EXIT_ABORTED}); trace closed\n")
+        sys.stderr.flush()
+        ep.abort(EXIT_ABORTED)
     if size > 1:
         ep.close()
     return summary
@@ -249,13 +280,74 @@ def _install_signals(master: Master) -> dict[int, Any]:
     old: dict[int, Any] = {}
 
     def handler(signum: int, _frame: Any) -> None:
-        master.request_stop(f"received {signal.Signals(signum).name}")
+        name = signal.Signals(signum).name
+        if signum == getattr(signal, "SIGUSR1", None):
+            master.notice_usr1()
+            return
+        # first signal: stop dispatching and drain; a second one: stop waiting
+        master.request_stop(f"received {name}", force=master.stop_requested)
 
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None)):
         if sig is None:
             continue
         try:
             old[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+    return old
+
+
+def _thread_multiple() -> bool:
+    from mpi4py import MPI
+
+    return bool(MPI.Query_thread() == MPI.THREAD_MULTIPLE)
+
+
+class _Heartbeat:
+    """A worker's side thread: a tiny message to rank 0 every ``interval`` seconds, also
+    while a long kernel runs (kernels that release the GIL, as sleeps, I/O, NumPy and
+    subprocesses do, never delay it). Needs ``MPI_THREAD_MULTIPLE`` (mpi4py's default);
+    without it no thread starts and rank 0 does not expect heartbeats either."""
+
+    def __init__(self, ep: MPIEndpoint, interval: float) -> None:
+        import threading
+
+        self.ep = ep
+        self.interval = interval
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+        if _thread_multiple():
+            self.thread = threading.Thread(target=self._run, name="mpiwf-heartbeat",
+                                           daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        from .protocol import Tag
+
+        comm = self.ep.comm
+        reqs: list[Any] = []
+        while not self.done.wait(self.interval):
+            reqs = [r for r in reqs if not r.Test()]
+            reqs.append(comm.isend(None, dest=0, tag=Tag.HEARTBEAT))
+        deadline = time.monotonic() + 1.0  # small eager sends complete at once
+        while reqs and time.monotonic() < deadline:
+            reqs = [r for r in reqs if not r.Test()]
+            time.sleep(0.001)
+
+    def stop(self) -> None:
+        """Stop beating (before the endpoint is closed)."""
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join(5)
+
+
+def _ignore_signals() -> dict[int, Any]:
+    old: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None)):
+        if sig is None:
+            continue
+        try:
+            old[sig] = signal.signal(sig, signal.SIG_IGN)
         except (ValueError, OSError):  # not the main thread
             pass
     return old

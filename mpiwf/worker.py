@@ -28,11 +28,13 @@ from .protocol import (
     STATUS_CANCELLED,
     STATUS_ERROR,
     STATUS_OK,
+    STATUS_TIMEOUT,
     Result,
     SetDef,
     Tag,
     TaskMsg,
 )
+from .timeouts import TaskTimeout, call_with_timeout
 
 log = logging.getLogger("mpiwf.worker")
 _BIG = 1 << 62
@@ -89,12 +91,18 @@ class Executor:
         t0 = time.perf_counter()
         try:
             fn = resolve(kernel)
-            if inputs is not None:
+            if _timeout is not None or _isolate:
+                kw = kwargs if inputs is None else {**kwargs, "inputs": inputs}
+                value = call_with_timeout(fn, args, kw, _timeout, _isolate, kernel)
+            elif inputs is not None:
                 value = fn(*args, inputs=inputs, **kwargs)
             else:
                 value = fn(*args, **kwargs)
         except KeyboardInterrupt:
             raise
+        except TaskTimeout as exc:
+            status = STATUS_TIMEOUT
+            err = ("TaskTimeout", str(exc), traceback.format_exc(), self.rank, self.host)
         except BaseException as exc:  # a task error is a value, never the rank's end
             status = STATUS_ERROR
             err = (type(exc).__name__, str(exc), traceback.format_exc(), self.rank, self.host)

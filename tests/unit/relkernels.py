@@ -1,0 +1,54 @@
+"""Kernels for the reliability tests (imported by worker ranks via PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+
+def die_once(marker: str, seconds: float = 0.0) -> int:
+    """SIGKILL this process the first time (creating ``marker``); later just sleep."""
+    if not os.path.exists(marker):
+        with open(marker, "w") as fh:
+            fh.write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def busy_python(seconds: float) -> int:
+    """Pure-Python loop for ``seconds`` (interruptible by the timeout timer)."""
+    end = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+def hang() -> None:
+    """Sleep for an hour (a task only a timeout ends)."""
+    time.sleep(3600)
+
+
+def pid_sleep(piddir: str, seconds: float) -> int:
+    """Record this worker's pid in ``piddir`` (for an outside ``kill -9``), then sleep."""
+    os.makedirs(piddir, exist_ok=True)
+    open(os.path.join(piddir, str(os.getpid())), "w").close()
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def launcher_env() -> list[str]:
+    """Names of MPI launcher variables this process sees."""
+    return sorted(k for k in os.environ if k.startswith(("PMI_", "PMIX_", "OMPI_", "HYDI_")))
+
+
+def stop_once(marker: str, seconds: float = 0.0) -> int:
+    """SIGSTOP this process the first time (a hung worker: alive, silent); later sleep."""
+    if not os.path.exists(marker):
+        with open(marker, "w") as fh:
+            fh.write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGSTOP)
+    time.sleep(seconds)
+    return os.getpid()

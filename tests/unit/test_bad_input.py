@@ -1,0 +1,138 @@
+"""Bad input: a catalogue of malformed specs and a property-based fuzz of the loader.
+
+Every malformed spec gives exactly one line naming the problem on stderr and exit
+status 2, never a traceback or a hang.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from mpiwf.cli import _printable
+from mpiwf.errors import SpecError
+from mpiwf.spec import from_dict, load
+from mpiwf.workflow import Workflow
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CATALOGUE = sorted(glob.glob(os.path.join(HERE, "bad_specs", "*")))
+
+#: What the one line must mention, per catalogue entry (the problem, named).
+EXPECT = {
+    "yaml_syntax": "YAML syntax error", "wrong_type_n": "sets.a.n", "negative_n": "sets.a.n",
+    "absurd_n": "sets.a.n", "bool_n": "sets.a.n", "unsatisfiable_cores": "cores",
+    "unsatisfiable_gpus": "gpu", "cycle": "cycle", "self_cycle": "a",
+    "missing_kernel": "no_such_kernel", "missing_module": "no_such_module_xyz",
+    "missing_function": "no_such_fn", "empty_sets": "sets", "empty_file": "top level",
+    "top_level_list": "top level", "unknown_field": "colour", "unknown_parent": "nosuch",
+    "duplicate_name": "a", "negative_timeout": "timeout", "negative_retries": "retries",
+    "absurd_retries": "retries", "nan_duration": "duration", "inf_duration": "duration",
+    "odd_unicode_name": "sets", "not_utf8": "UTF-8", "python_tag": "YAML",
+    "deep_nesting": "nesting too deep", "json_syntax": "JSON syntax error",
+    "wfformat_tasks_not_list": "tasks",
+    "wfformat_missing_fields": "tasks[0]", "wfformat_cycle": "cycle",
+}
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> dict[str, dict]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    p = subprocess.run([sys.executable, os.path.join(HERE, "_cli_driver.py"), *CATALOGUE],
+                       capture_output=True, text=True, timeout=180, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads(p.stdout.strip().splitlines()[-1])
+    return {os.path.splitext(os.path.basename(r["spec"]))[0]: r for r in rows}
+
+
+def test_catalogue_is_complete() -> None:
+    names = {os.path.splitext(os.path.basename(p))[0] for p in CATALOGUE}
+    assert names == set(EXPECT)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECT))
+def test_bad_spec_one_line_exit_2(outcomes: dict[str, dict], name: str) -> None:
+    r = outcomes[name]
+    lines = [ln for ln in r["stderr"].splitlines() if ln.strip()]
+    assert r["rc"] == 2, r
+    assert len(lines) == 1, r["stderr"]
+    assert lines[0].startswith("mpiwf run: error: "), lines
+    assert "Traceback" not in r["stderr"]
+    assert EXPECT[name].lower() in lines[0].lower(), lines[0]
+    assert lines[0].isprintable(), repr(lines[0])  # no NUL, no bidi override on a terminal
+
+
+def test_python_tag_is_never_executed(outcomes: dict[str, dict]) -> None:
+    assert "pwned" not in outcomes["python_tag"]["stderr"]
+    with pytest.raises(SpecError):
+        load(os.path.join(HERE, "bad_specs", "python_tag.yaml"))
+
+
+# ------------------------------------------------------------------ fuzz
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**15, 10**15),
+                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
+_data = st.recursive(_scalars, lambda c: st.one_of(
+    st.lists(c, max_size=4), st.dictionaries(st.text(max_size=8), c, max_size=4)),
+    max_leaves=12)
+_fields = st.sampled_from(["name", "n", "kernel", "args", "kwargs", "ranks", "cores", "gpus",
+                           "duration", "stage", "retries", "timeout", "isolate", "inputs",
+                           "after", "after_each", "bogus"])
+_set = st.dictionaries(_fields, _data, max_size=5)
+_spec = st.fixed_dictionaries(
+    {"sets": st.one_of(st.lists(_set, max_size=4),
+                       st.dictionaries(st.sampled_from(["a", "b", "c"]), _set, max_size=3),
+                       _data)},
+    optional={"stages": _data, "edges": _data, "name": _data, "extra": _data})
+
+
+def _one_line_spec_error(exc: SpecError) -> None:
+    """What the command line prints for it is one non-empty, printable line."""
+    line = _printable(str(exc))
+    assert line.strip() and line.isprintable(), repr(line)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=st.one_of(_spec, _data))
+@example(doc={"\n": 1})  # found by this fuzz: a key with a newline
+@example(doc={"sets": {"a\u202e": {"n": 1}}})
+def test_fuzz_from_dict_gives_workflow_or_spec_error(doc: object) -> None:
+    try:
+        wf = from_dict(doc)
+    except SpecError as exc:
+        _one_line_spec_error(exc)
+    else:
+        assert isinstance(wf, Workflow) and wf.ntasks >= 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(max_size=200))
+def test_fuzz_yaml_text_gives_workflow_or_spec_error(tmp_path_factory, text: str) -> None:
+    path = tmp_path_factory.mktemp("fz") / "s.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        wf = load(str(path))
+    except SpecError as exc:
+        _one_line_spec_error(exc)
+    else:
+        assert isinstance(wf, Workflow)
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=_spec)
+def test_fuzz_dumped_yaml_round_trip(tmp_path_factory, doc: object) -> None:
+    path = tmp_path_factory.mktemp("fy") / "s.yaml"
+    try:
+        path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    except (UnicodeEncodeError, yaml.YAMLError):
+        return
+    try:
+        load(str(path))
+    except SpecError as exc:
+        _one_line_spec_error(exc)

@@ -1,0 +1,263 @@
+"""End to end under mpiexec (launched as subprocesses, so this process never imports
+mpi4py): a worker killed with SIGKILL, resume, SIGTERM, --walltime, task timeouts.
+Every launch is bounded by MPIEXEC_TIMEOUT and a subprocess timeout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from mpiwf.trace import load
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+pytestmark = pytest.mark.skipif(not os.path.exists(MPIEXEC) and not shutil.which("mpiexec"),
+                                reason="no mpiexec next to the interpreter or on PATH")
+BOUND = 60  # seconds any one launch may take before the test fails
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = HERE + os.pathsep + env.get("PYTHONPATH", "")
+    env["MPIEXEC_TIMEOUT"] = str(BOUND)
+    env.update(extra)
+    return env
+
+
+def _mpiwf(n: int, *args: str, mpi_flags: tuple[str, ...] = (), **env: str) -> list[str]:
+    exe = MPIEXEC if os.path.exists(MPIEXEC) else "mpiexec"
+    return [exe, *mpi_flags, "-n", str(n), sys.executable, "-m", "mpiwf", "run", *args,
+            "--progress", "0"]
+
+
+def _write(path: str, text: str) -> str:
+    with open(path, "w") as fh:
+        fh.write(text)
+    return path
+
+
+def test_kill_9_worker_trace_keeps_finished_and_resume_completes(tmp_path) -> None:
+    marker = tmp_path / "died"
+    spec = _write(str(tmp_path / "k.yaml"), f"""
+sets:
+  - {{name: a, n: 30, kernel: sleep, args: [0.03]}}
+  - {{name: d, kernel: "relkernels:die_once", args: ["{marker}", 0.01], after: [a]}}
+  - {{name: c, n: 8, kernel: sleep, args: [0.02], after: [d]}}
+""")
+    trace = str(tmp_path / "t.h5")
+    rd = str(tmp_path / "run")
+    t0 = time.monotonic()
+    p = subprocess.run(_mpiwf(4, spec, "--trace", trace, "--rundir", rd,
+                              mpi_flags=("-disable-auto-cleanup",)),
+                       env=_env(MPIWF_TRACE_FLUSH="0"), capture_output=True, text=True,
+                       timeout=BOUND + 30)
+    elapsed = time.monotonic() - t0
+    assert marker.exists()  # the worker really was SIGKILLed mid-run
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert elapsed < BOUND, (elapsed, p.stderr[-2000:])
+    tr = load(trace)
+    t = tr.tasks
+    done = set(t["task"][t["status"] == 4].tolist())
+    # every task of `a` finished before the kill (d waits for all of them): all recorded
+    assert set(range(30)) <= done, sorted(done)
+    assert 30 not in done
+    assert tr.partial
+    # --resume into the same file: only the rest runs, as a new run group
+    p2 = subprocess.run(_mpiwf(2, spec, "--trace", trace, "--rundir", rd, "--resume", trace),
+                        env=_env(), capture_output=True, text=True, timeout=BOUND + 30)
+    assert p2.returncode == 0, p2.stdout + p2.stderr
+    t2 = load(trace).tasks
+    assert sorted(t2["task"].tolist()) == sorted(set(range(39)) - done)
+    assert np.all(t2["status"] == 4)
+    an = subprocess.run([sys.executable, "-m", "mpiwf", "analyze", trace, "--json"],
+                        capture_output=True, text=True, timeout=60)
+    assert an.returncode == 0, an.stderr
+    # resuming a different workflow from this trace is bad input, not a wrong run
+    other = _write(str(tmp_path / "other.yaml"), "sets:\n  - {name: a, n: 5}\n")
+    p3 = subprocess.run([sys.executable, "-m", "mpiwf", "run", other, "--resume", trace,
+                         "--trace", "", "--progress", "0"], env=_env(), capture_output=True,
+                        text=True, timeout=BOUND)
+    assert p3.returncode == 2 and p3.stderr.count("\n") == 1, p3.stderr
+    assert "--resume" in p3.stderr and "39 tasks" in p3.stderr
+
+
+def test_outside_kill_9_of_a_worker_plain_mpiexec(tmp_path) -> None:
+    """The acceptance scenario: plain ``mpiexec -n 4``, ``kill -9`` of a worker."""
+    piddir = tmp_path / "pids"
+    spec = _write(str(tmp_path / "p.yaml"), f"""
+sets:
+  - {{name: a, n: 60, kernel: "relkernels:pid_sleep", args: ["{piddir}", 0.05]}}
+""")
+    trace = str(tmp_path / "t.h5")
+    t0 = time.monotonic()
+    p = subprocess.Popen(_mpiwf(4, spec, "--trace", trace, "--rundir", str(tmp_path / "r")),
+                         env=_env(MPIWF_TRACE_FLUSH="0"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (piddir.exists() and any(piddir.iterdir())):
+        time.sleep(0.02)
+    time.sleep(0.5)  # mid-run: some tasks done, most not
+    victim = int(sorted(piddir.iterdir())[0].name)
+    os.kill(victim, signal.SIGKILL)
+    out, err = p.communicate(timeout=BOUND)
+    assert p.returncode != 0, out + err
+    assert time.monotonic() - t0 < BOUND
+    tr = load(trace)
+    done = set(tr.tasks["task"][tr.tasks["status"] == 4].tolist())
+    assert 0 < len(done) < 60
+    p2 = subprocess.run(_mpiwf(4, spec, "--trace", trace, "--resume", trace,
+                               "--rundir", str(tmp_path / "r")),
+                        env=_env(), capture_output=True, text=True, timeout=BOUND + 30)
+    assert p2.returncode == 0, p2.stdout + p2.stderr
+    t2 = load(trace).tasks
+    assert set(t2["task"].tolist()) == set(range(60)) - done
+
+
+def test_hung_worker_is_lost_by_heartbeat_and_its_task_rerun(tmp_path) -> None:
+    marker = tmp_path / "stopped"
+    spec = _write(str(tmp_path / "h.yaml"), f"""
+sets:
+  - {{name: hang, kernel: "relkernels:stop_once", args: ["{marker}", 0.01], duration: 9}}
+  - {{name: a, n: 20, kernel: sleep, args: [0.05]}}
+""")
+    trace = str(tmp_path / "t.h5")
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(_mpiwf(3, spec, "--trace", trace, "--rundir", str(tmp_path / "r")),
+                           env=_env(MPIWF_HEARTBEAT="0.2", MPIWF_HEARTBEAT_TIMEOUT="1.5"),
+                           capture_output=True, text=True, timeout=BOUND + 30)
+    finally:
+        if marker.exists():  # never leave a stopped process behind
+            try:
+                os.kill(int(marker.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert marker.exists()
+    assert time.monotonic() - t0 < 30
+    # rank 0 aborts with 4 after closing the trace; Hydra may report the SIGKILL it
+    # sends the stopped rank instead (9)
+    assert p.returncode in (4, 9), p.stdout + p.stderr
+    assert "no heartbeat" in p.stderr and "aborting the job" in p.stderr
+    t = load(trace).tasks
+    assert sorted(t["task"][t["status"] == 4].tolist()) == list(range(21))
+    lost = t[t["status"] == 9]
+    assert lost["task"].tolist() == [0]
+
+
+@pytest.mark.parametrize("n,sig", [(3, signal.SIGTERM), (1, signal.SIGINT)])
+def test_signal_stops_drains_flushes_and_exits_nonzero(tmp_path, n: int, sig: int) -> None:
+    spec = _write(str(tmp_path / "s.yaml"), """
+sets:
+  - {name: a, n: 80, kernel: sleep, args: [0.05]}
+  - {name: b, n: 2, kernel: noop, after: [a]}
+""")
+    trace = str(tmp_path / "t.h5")
+    cmd = _mpiwf(n, spec, "--trace", trace, "--rundir", str(tmp_path / "r"))
+    if n == 1:  # no launcher: the signal goes straight to rank 0
+        cmd = cmd[cmd.index(sys.executable):]
+    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not os.path.exists(trace):
+        time.sleep(0.05)
+    time.sleep(0.8)
+    p.send_signal(sig)  # mpiexec forwards it to every rank; workers ignore it
+    out, err = p.communicate(timeout=BOUND)
+    name = signal.Signals(sig).name
+    assert p.returncode == 3, out + err
+    assert f"stopped early: received {name}" in out
+    tr = load(trace)
+    assert tr.partial and name in str(tr.attrs.get("stop_reason"))
+    t = tr.tasks
+    ndone = int(np.sum(t["status"] == 4))
+    assert 0 < ndone < 82
+    assert int(tr.attrs["cancelled"]) + ndone == 82
+
+
+def test_walltime_stops_before_the_deadline(tmp_path) -> None:
+    spec = _write(str(tmp_path / "w.yaml"), """
+sets:
+  - {name: a, n: 100, kernel: sleep, args: [0.05]}
+""")
+    trace = str(tmp_path / "t.h5")
+    p = subprocess.run(_mpiwf(2, spec, "--trace", trace, "--walltime", "1.5",
+                              "--rundir", str(tmp_path / "r")),
+                       env=_env(), capture_output=True, text=True, timeout=BOUND + 30)
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "--walltime" in p.stdout
+    t = load(trace).tasks
+    assert 0 < len(t) < 100
+    assert float(np.max(t["received"])) < 1.5 + 0.5  # drained before the deadline
+
+
+def test_walltime_hard_stop_does_not_wait_for_a_hung_task(tmp_path) -> None:
+    spec = _write(str(tmp_path / "h.yaml"), """
+sets:
+  - {name: ok, n: 3, kernel: noop}
+  - {name: stuck, kernel: "relkernels:hang", after: [ok]}
+""")
+    trace = str(tmp_path / "t.h5")
+    t0 = time.monotonic()
+    p = subprocess.run(_mpiwf(2, spec, "--trace", trace, "--walltime", "2",
+                              "--walltime-grace", "1", "--rundir", str(tmp_path / "r")),
+                       env=_env(), capture_output=True, text=True, timeout=BOUND + 30)
+    assert time.monotonic() - t0 < 20
+    assert p.returncode == 4, p.stdout + p.stderr  # aborted after the trace was closed
+    tr = load(trace)
+    assert int(np.sum(tr.tasks["status"] == 4)) == 3
+    assert int(tr.attrs["cancelled"]) == 1
+
+
+def test_timeouts_under_mpiexec(tmp_path) -> None:
+    spec = _write(str(tmp_path / "t.yaml"), """
+sets:
+  - {name: py, n: 2, kernel: "relkernels:hang", timeout: 0.3, retries: 1}
+  - {name: iso, kernel: "relkernels:hang", timeout: 0.5, isolate: true}
+  - {name: exe, kernel: exec, args: [sleep, "30"], timeout: 0.3}
+  - {name: skipped, n: 2, kernel: noop, after: [py]}
+  - {name: after_all, n: 4, kernel: noop, after: [iso, exe]}
+  - {name: fine, n: 6, kernel: noop}
+""")
+    trace = str(tmp_path / "t.h5")
+    p = subprocess.run(_mpiwf(2, spec, "--trace", trace, "--rundir", str(tmp_path / "r")),
+                       env=_env(), capture_output=True, text=True, timeout=BOUND + 30)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "FAILED py[0]" in p.stdout and "TaskTimeout" in p.stdout
+    tr = load(trace)
+    t = tr.tasks
+    assert int(np.sum(t["status"] == 8)) == 2 * 2 + 1 + 1  # retries charged, all timed out
+    assert int(np.sum(t["status"] == 4)) == 6  # the worker stayed usable
+    assert len(tr.errors) == 6
+    assert int(tr.attrs["skipped"]) == 6
+
+
+
+def test_fail_fast_flag_summary_and_json(tmp_path) -> None:
+    import json
+
+    spec = _write(str(tmp_path / "f.yaml"), """
+sets:
+  - {name: bad, kernel: fail, args: ["broken input"], duration: 5}
+  - {name: kid, n: 2, kernel: noop, after: [bad]}
+  - {name: many, n: 50, kernel: sleep, args: [0.01]}
+""")
+    base = [sys.executable, "-m", "mpiwf", "run", spec, "--trace", "", "--progress", "0",
+            "--rundir", str(tmp_path / "r")]
+    p = subprocess.run(base, env=_env(), capture_output=True, text=True, timeout=BOUND)
+    assert p.returncode == 1 and "FAILED bad on rank 0: RuntimeError: broken input" in p.stdout
+    assert "2 task(s) skipped because a parent failed" in p.stdout
+    assert "50 cancelled" not in p.stdout  # without --fail-fast everything else runs
+    p = subprocess.run([*base, "--fail-fast", "--json"], env=_env(), capture_output=True,
+                       text=True, timeout=BOUND)
+    assert p.returncode == 1, p.stdout + p.stderr
+    d = json.loads(p.stdout)
+    assert d["failed"] == 1 and d["cancelled"] >= 40 and d["done"] < 50
+    assert d["stop_reason"].startswith("--fail-fast") and d["failures"][0][:2] == ["bad",
+                                                                                 "RuntimeError"]
