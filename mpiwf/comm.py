@@ -43,6 +43,10 @@ class Backoff:
         self._idle_since = 0.0
         self._delay = 0.0
 
+    def idle_for(self) -> float:
+        """Seconds since the first empty poll of the current idle stretch (0 if none)."""
+        return time.perf_counter() - self._idle_since if self._idle_since else 0.0
+
     def wait(self) -> None:
         """Called once per empty poll."""
         now = time.perf_counter()

@@ -33,6 +33,8 @@ _RAW_ROW = np.dtype([("task", "<i8"), ("attempt", "<i2"), ("w", "<i8"), ("nw", "
 
 STATUS_TIMEDOUT = 8  # trace status of an attempt that ran past its timeout
 STATUS_LOST = 9  # trace status of an attempt whose worker rank died
+#: Seconds rank 0 must have been idle before it writes pending trace rows at once.
+IDLE_FLUSH = 0.002
 
 
 def _alive(pid: int) -> bool:
@@ -584,7 +586,15 @@ class Master:
                     raise RunError("stalled: tasks remain but none can run on the available "
                                    f"workers ({sched.counts()})")
                 if trace is not None:
-                    trace.maybe_flush()
+                    # Idle: write finished rows now, so a job killed from outside (a dead
+                    # rank takes the whole MPICH job down) loses at most ~IDLE_FLUSH of
+                    # results; under a flood of short tasks rank 0 is never idle this long
+                    # and the periodic flush keeps the hot path cheap.
+                    if backoff.idle_for() >= IDLE_FLUSH and (
+                            self._rows or trace.rows or trace.errors):
+                        trace.flush()
+                    else:
+                        trace.maybe_flush()
                 if self.local_pids or self._usr1 or self.ep.failed or self.heartbeat_timeout:
                     t = time.monotonic()
                     if t - self._last_check >= self.liveness_interval:

@@ -56,7 +56,7 @@ sets:
     t0 = time.monotonic()
     p = subprocess.run(_mpiwf(4, spec, "--trace", trace, "--rundir", rd,
                               mpi_flags=("-disable-auto-cleanup",)),
-                       env=_env(MPIWF_TRACE_FLUSH="0"), capture_output=True, text=True,
+                       env=_env(), capture_output=True, text=True,
                        timeout=BOUND + 30)
     elapsed = time.monotonic() - t0
     assert marker.exists()  # the worker really was SIGKILLed mid-run
@@ -98,7 +98,7 @@ sets:
     trace = str(tmp_path / "t.h5")
     t0 = time.monotonic()
     p = subprocess.Popen(_mpiwf(4, spec, "--trace", trace, "--rundir", str(tmp_path / "r")),
-                         env=_env(MPIWF_TRACE_FLUSH="0"), stdout=subprocess.PIPE,
+                         env=_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (piddir.exists() and any(piddir.iterdir())):
