@@ -14,6 +14,7 @@ ENV_FIELDS = {
     "MPIWF_MODE": "mode",
     "MPIWF_PREFETCH": "prefetch",
     "MPIWF_BATCH": "batch",
+    "MPIWF_LOOKAHEAD": "lookahead",
     "MPIWF_POLL_SPIN": "poll_spin",
     "MPIWF_POLL_MAX_SLEEP": "poll_max_sleep",
     "MPIWF_TRACE_FLUSH": "trace_flush",
@@ -59,8 +60,11 @@ class Config:
         mode: ``async``, ``sequential`` or ``doa=K``.
         prefetch: tasks a worker may hold beyond the one it runs (short tasks only).
         batch: most short tasks a worker may hold when their estimate is tiny (the
-            scheduler's deep window: up to 1 ms of their work, at least
-            ``1 + prefetch``); they travel many per message.
+            scheduler's deep window: up to ``lookahead`` seconds of their work, at
+            least ``1 + prefetch``); they travel many per message.
+        lookahead: seconds of short work a worker may hold in its queue. Enough to
+            cover rank 0's reply time, so workers never run dry between refills: on
+            an oversubscribed node rank 0 may wait a scheduler time slice (ms).
         short_task: a set whose estimated duration is at most this (seconds) may be
             prefetched and batched; longer tasks go only to idle workers.
         poll_spin: seconds an idle loop polls before it starts to sleep.
@@ -78,6 +82,7 @@ class Config:
     mode: str = "async"
     prefetch: int = 4
     batch: int = 64
+    lookahead: float = 0.01
     short_task: float = 0.05
     poll_spin: float = 50e-6
     poll_max_sleep: float = 1e-3
@@ -96,7 +101,7 @@ class Config:
             raise SpecError("prefetch", f"must be >= 0, got {self.prefetch}")
         if self.batch < 1:
             raise SpecError("batch", f"must be >= 1, got {self.batch}")
-        for name in ("short_task", "poll_spin", "poll_max_sleep", "trace_flush",
+        for name in ("lookahead", "short_task", "poll_spin", "poll_max_sleep", "trace_flush",
                      "progress_interval", "heartbeat", "heartbeat_timeout"):
             if getattr(self, name) < 0:
                 raise SpecError(name, f"must be >= 0, got {getattr(self, name)}")

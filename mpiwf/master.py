@@ -147,7 +147,8 @@ class Master:
         self.offsets = list(clock_offsets or [0.0] * len(self.workers))
         self.sched = Scheduler(workflow, self.workers, window=config.window,
                                prefetch=config.prefetch, short_task=config.short_task,
-                               validate=config.validate, batch=config.batch)
+                               validate=config.validate, batch=config.batch,
+                               lookahead=config.lookahead)
         self.rank_of = [w.rank for w in self.workers]
         self.w_of_rank = {w.rank: i for i, w in enumerate(self.workers)}
         self.node_of = [w.node for w in self.workers]
