@@ -17,20 +17,16 @@ from mpiwf import Workflow, uniform_workers
 from mpiwf.analysis import analyze_paths, format_comparison
 from mpiwf.plot import KINDS, plot
 from mpiwf.simulate import simulate
+from mpiwf.spec import load as load_spec
 from mpiwf.trace import TraceWriter, load
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def dg2() -> Workflow:
-    """DG2 of paper-reference.md: 256 tasks, 8 sets."""
-    wf = Workflow("DG2")
-    wf.add_set("T0", 96, "sleep", (385,), cores=16, gpus=1)
-    wf.add_set("T1", 16, "sleep", (154,), cores=40, after=["T0"])
-    wf.add_set("T2", 16, "sleep", (154,), cores=40, after=["T0"])
-    wf.add_set("T3", 48, "sleep", (769,), cores=4, gpus=1, after=["T1"])
-    wf.add_set("T4", 8, "sleep", (231,), cores=4, after=["T1"])
-    wf.add_set("T5", 8, "sleep", (231,), cores=4, after=["T2"])
-    wf.add_set("T6", 48, "sleep", (769,), cores=4, gpus=1, after=["T2"])
-    wf.add_set("T7", 16, "sleep", (462,), cores=4, after=["T4", "T5"])
+    """DG2 of paper-reference.md: 256 tasks, 8 sets (the spec in apps/paper)."""
+    wf = load_spec(os.path.join(ROOT, "apps", "paper", "dg2.yaml"))
+    wf.name = "DG2"
     return wf
 
 

@@ -22,7 +22,7 @@ import bisect
 import dataclasses
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .errors import SpecError
@@ -341,66 +341,17 @@ class Workflow:
 
     def find_cycle(self) -> list[str] | None:
         """Names along one dependency cycle (closed: first == last), or ``None``."""
+        if any(self.set_of(ta).sid == self.set_of(tb).sid for ta, tb in self.task_edges):
+            # edges inside one set: check the task graph itself
+            adj: dict[int, list[int]] = {}
+            for ta, tb in self.task_edges:
+                adj.setdefault(ta, []).append(tb)
+            cyc = _cycle(list(adj), lambda t: adj.get(t, []))
+            if cyc:
+                return [self.task_name(t) for t in cyc]
         children, _ = self.set_graph()
-        for ta, tb in self.task_edges:
-            if self.set_of(ta).sid == self.set_of(tb).sid:
-                # edges inside one set: check the task graph of that set
-                cyc = self._task_cycle()
-                if cyc:
-                    return cyc
-                break
-        color = [0] * len(self.sets)
-        for root in range(len(self.sets)):
-            if color[root]:
-                continue
-            stack = [(root, 0)]
-            path: list[int] = []
-            while stack:
-                node, i = stack.pop()
-                if i == 0:
-                    color[node] = 1
-                    path.append(node)
-                if i < len(children[node]):
-                    stack.append((node, i + 1))
-                    c = children[node][i]
-                    if color[c] == 1:
-                        k = path.index(c)
-                        return [self.sets[s].name for s in path[k:]] + [self.sets[c].name]
-                    if color[c] == 0:
-                        stack.append((c, 0))
-                else:
-                    color[node] = 2
-                    path.pop()
-        return None
-
-    def _task_cycle(self) -> list[str] | None:
-        adj: dict[int, list[int]] = {}
-        for a, b in self.task_edges:
-            adj.setdefault(a, []).append(b)
-        color: dict[int, int] = {}
-        for root in adj:
-            if color.get(root):
-                continue
-            stack = [(root, 0)]
-            path: list[int] = []
-            while stack:
-                node, i = stack.pop()
-                if i == 0:
-                    color[node] = 1
-                    path.append(node)
-                kids = adj.get(node, [])
-                if i < len(kids):
-                    stack.append((node, i + 1))
-                    c = kids[i]
-                    if color.get(c) == 1:
-                        k = path.index(c)
-                        return [self.task_name(t) for t in path[k:]] + [self.task_name(c)]
-                    if not color.get(c):
-                        stack.append((c, 0))
-                else:
-                    color[node] = 2
-                    path.pop()
-        return None
+        cyc = _cycle(range(len(self.sets)), lambda s: children[s])
+        return [self.sets[s].name for s in cyc] if cyc else None
 
     def topo_order(self) -> list[int]:
         """Set ids in a topological order (parents first)."""
@@ -527,6 +478,33 @@ class Workflow:
         return [dict(sid=ts.sid, name=ts.name, n=ts.n, kernel=ts.kernel, ranks=ts.ranks,
                      cores=ts.cores, gpus=ts.gpus, duration=ts.duration, stage=st[ts.sid],
                      level=lev[ts.sid], offset=ts.offset) for ts in self.sets]
+
+
+def _cycle(roots: Iterable[int], children: Callable[[int], Sequence[int]]) -> list[int] | None:
+    """One cycle of a directed graph (closed: first == last) by iterative DFS, or ``None``."""
+    color: dict[int, int] = {}  # 1 on the current path, 2 finished
+    for root in roots:
+        if color.get(root):
+            continue
+        stack = [(root, 0)]
+        path: list[int] = []
+        while stack:
+            node, i = stack.pop()
+            if i == 0:
+                color[node] = 1
+                path.append(node)
+            kids = children(node)
+            if i < len(kids):
+                stack.append((node, i + 1))
+                c = kids[i]
+                if color.get(c) == 1:
+                    return path[path.index(c):] + [c]
+                if not color.get(c):
+                    stack.append((c, 0))
+            else:
+                color[node] = 2
+                path.pop()
+    return None
 
 
 def check_fits(sets: Iterable[TaskSet], capacity: Sequence[tuple[int, int, int]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import types
 
@@ -11,11 +12,14 @@ import h5py
 import numpy as np
 import pytest
 
+import mpiwf
 from mpiwf import MpiwfError, TraceError, Workflow, uniform_workers
 from mpiwf import analysis as an
 from mpiwf.cli import main as cli
 from mpiwf.export import CSV_COLUMNS, chrome_events, write_chrome, write_csv
 from mpiwf.trace import TraceWriter, load
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 NAN = float("nan")
 
@@ -306,15 +310,7 @@ def test_paper_dg2_sequential_vs_async_through_traces(tmp_path) -> None:
     paths = []
     workers = uniform_workers(16, 168, 1, 6, gpu_workers_own_cores=False)
     for mode in ("sequential", "async"):
-        wf = Workflow("DG2")
-        wf.add_set("T0", 96, "sleep", (385,), cores=16, gpus=1)
-        wf.add_set("T1", 16, "sleep", (154,), cores=40, after=["T0"])
-        wf.add_set("T2", 16, "sleep", (154,), cores=40, after=["T0"])
-        wf.add_set("T3", 48, "sleep", (769,), cores=4, gpus=1, after=["T1"])
-        wf.add_set("T4", 8, "sleep", (231,), cores=4, after=["T1"])
-        wf.add_set("T5", 8, "sleep", (231,), cores=4, after=["T2"])
-        wf.add_set("T6", 48, "sleep", (769,), cores=4, gpus=1, after=["T2"])
-        wf.add_set("T7", 16, "sleep", (462,), cores=4, after=["T4", "T5"])
+        wf = mpiwf.load(os.path.join(ROOT, "apps", "paper", "dg2.yaml"))
         paths.append(str(tmp_path / f"{mode}.h5"))
         tw = TraceWriter(paths[-1], wf, workers, {"mode": mode, "simulated": True})
         simulate(wf, workers, mode, trace=tw)

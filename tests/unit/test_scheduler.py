@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
+import os
+
 import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from mpiwf import Scheduler, Workflow, uniform_workers
+from mpiwf import Scheduler, Workflow, load, uniform_workers
 from mpiwf.errors import RunError
 from mpiwf.scheduler import DONE, READY, SKIPPED, TransitionError
 from mpiwf.simulate import simulate
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def paper_dg2() -> Workflow:
-    wf = Workflow("dg2")
-    wf.add_set("T0", 96, "sleep", (385,), cores=16, gpus=1)
-    wf.add_set("T1", 16, "sleep", (154,), cores=40, after=["T0"])
-    wf.add_set("T2", 16, "sleep", (154,), cores=40, after=["T0"])
-    wf.add_set("T3", 48, "sleep", (769,), cores=4, gpus=1, after=["T1"])
-    wf.add_set("T4", 8, "sleep", (231,), cores=4, after=["T1"])
-    wf.add_set("T5", 8, "sleep", (231,), cores=4, after=["T2"])
-    wf.add_set("T6", 48, "sleep", (769,), cores=4, gpus=1, after=["T2"])
-    wf.add_set("T7", 16, "sleep", (462,), cores=4, after=["T4", "T5"])
-    return wf
+    """DG2 of paper-reference.md, from the one spec in apps/paper."""
+    return load(os.path.join(ROOT, "apps", "paper", "dg2.yaml"))
 
 
 def test_paper_dg2_on_16_summit_nodes_matches_model() -> None:
