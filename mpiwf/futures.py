@@ -43,6 +43,9 @@ class TaskFailed(MpiwfError):
     """A submitted task failed, was skipped (a dependency failed) or was cancelled."""
 
 
+_COMPLETIONS = itertools.count(1)
+
+
 class Future:
     """The outcome of one :meth:`Executor.submit`: a set of ``n`` tasks.
 
@@ -60,6 +63,7 @@ class Future:
         self._left = n
         self._error: BaseException | None = None
         self._done = False
+        self._order = 0  # completion order (set when done), for as_completed
         self._dead = False  # some task was skipped or cancelled (it sends no result)
 
     def __repr__(self) -> str:
@@ -101,6 +105,7 @@ class Future:
             return
         if error is not None and self._error is None:
             self._error = error
+        self._order = next(_COMPLETIONS)
         self._done = True
         self._ex._cv.notify_all()
 
@@ -344,7 +349,7 @@ def as_completed(fs: Iterable[Future], timeout: float | None = None) -> Iterator
     while pending:
         with ex._cv:
             while True:
-                ready = [f for f in pending if f._done]
+                ready = sorted((f for f in pending if f._done), key=lambda f: f._order)
                 if ready:
                     break
                 left = None if deadline is None else deadline - time.monotonic()
