@@ -3,7 +3,8 @@
 #   tests/gpu/device_check.sh            (from the repository root; no .venv needed)
 # Steps: GPU tests (tests/gpu), mpiwf doctor with 4 workers sharing one GPU, a run of
 # GPU/CPU/exec tasks on those 4 ranks (trace checked), the multi-rank MPI tests at 4
-# ranks, and GPU kernel timings against the card's measured GEMM peak. A short table
+# ranks, GPU kernel timings against the card's measured GEMM peak, and the dispatch
+# benchmark on all cores (NP_DISPATCH, default 16; SKIP_DISPATCH=1 skips it). A short table
 # is printed last; the exit status is 0 only when no step failed.
 # Environment: PY (default python3), MPIEXEC (default mpiexec), OUT (output folder,
 # default a new temporary one), MIX_SPEC (the run's spec, default
@@ -146,6 +147,18 @@ if step bench 300 "$PY" tests/gpu/gpu_bench.py "$OUT/gpu-bench.json" "${BENCH_AR
     row "kernel timings" PASS "$OUT/gpu-bench.json"
 else
     row "kernel timings" FAIL "see bench.log"
+fi
+
+# 6. dispatch throughput on all cores of the machine (benchmarks/README.md records it)
+NP_DISPATCH=${NP_DISPATCH:-16}
+if [ "${SKIP_DISPATCH:-0}" != 1 ]; then
+    if step dispatch 420 "$MPIEXEC" -n "$NP_DISPATCH" --bind-to core "$PY" \
+            benchmarks/dispatch.py; then
+        row "dispatch x$NP_DISPATCH" PASS "$(grep -E '^(mpiwf_null_median|ratio_vs_futures|METG_us|trace_overhead)=' \
+            "$OUT/dispatch.log" | cut -d' ' -f1 | tr '\n' ' ')"
+    else
+        row "dispatch x$NP_DISPATCH" FAIL "see dispatch.log"
+    fi
 fi
 
 echo
