@@ -8,12 +8,9 @@ import pytest
 
 from mpiwf import Config
 from mpiwf import futures as fx
-from mpiwf.comm import QueueHub
 from mpiwf.errors import RunError
+from mpiwf.local import run_threads
 from mpiwf.master import Master
-from mpiwf.resources import uniform_workers
-from mpiwf.worker import Executor as TaskExecutor
-from mpiwf.worker import Worker
 
 
 def drive(main, nworkers: int = 2, mode: str = "async"):
@@ -37,17 +34,13 @@ def drive(main, nworkers: int = 2, mode: str = "async"):
         while not ex._queue:
             ex._cv.wait(1)
     ex._drain(None, limit=1)
-    hub = QueueHub(nworkers + 1)
-    threads = [threading.Thread(target=Worker(hub.endpoint(r), TaskExecutor(r, ".")).run,
-                                daemon=True) for r in range(1, nworkers + 1)]
-    for t in threads:
-        t.start()
-    m = Master(ex.wf, Config(progress_interval=0, validate=True, mode=mode), hub.endpoint(0),
-               uniform_workers(1, nworkers), callbacks=[ex._on_event])
-    ex.master = m
-    m.pump = ex.pump
-    s = m.run()
-    m.shutdown(timeout=10)
+
+    def setup(m: Master) -> None:
+        ex.master = m
+        m.pump = ex.pump
+
+    s, _m = run_threads(ex.wf, Config(progress_interval=0, validate=True, mode=mode),
+                        nworkers=nworkers, callbacks=[ex._on_event], setup=setup)
     ex.close("the run ended")
     th.join(10)
     assert not th.is_alive()

@@ -7,8 +7,9 @@ from collections import deque
 
 import numpy as np
 
-from mpiwf import Config, Workflow
+from mpiwf import Workflow
 from mpiwf.comm import QueueHub
+from mpiwf.local import run_threads
 from mpiwf.master import Master
 from mpiwf.protocol import STATUS_CANCELLED, STATUS_OK, Tag, setdef
 from mpiwf.resources import uniform_workers
@@ -145,22 +146,9 @@ def test_worker_takes_bare_ids_and_tuples_and_cancels_both() -> None:
 
 
 def _run(wf: Workflow, path: str, nworkers: int = 3) -> Master:
-    hub = QueueHub(nworkers + 1)
-    threads = []
-    for r in range(1, nworkers + 1):
-        wk = Worker(hub.endpoint(r), Executor(r, "."))
-        th = threading.Thread(target=wk.run, daemon=True)
-        th.start()
-        threads.append(th)
-    workers = uniform_workers(1, nworkers)
-    tw = TraceWriter(path, wf, workers)
-    m = Master(wf, Config(progress_interval=0, validate=True), hub.endpoint(0), workers,
-               trace=tw)
-    s = m.run()
-    m.shutdown(timeout=10)
+    tw = TraceWriter(path, wf, uniform_workers(1, nworkers))
+    s, m = run_threads(wf, nworkers=nworkers, trace=tw)
     tw.close()
-    for th in threads:
-        th.join(10)
     assert s.tasks == wf.ntasks
     return m
 

@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import sys
-import threading
 
 import numpy as np
 
-from mpiwf import Config, Workflow
-from mpiwf.comm import QueueHub
-from mpiwf.master import Master, TaskEvent
+from mpiwf import Config, Workflow, local
+from mpiwf.master import TaskEvent
 from mpiwf.resources import uniform_workers
 from mpiwf.trace import TraceWriter, load
-from mpiwf.worker import Executor, Worker
 
 
 def run_threads(wf: Workflow, nworkers: int = 3, cfg: Config | None = None, trace=None,
                 callbacks=()):
-    cfg = cfg or Config(progress_interval=0, validate=True)
-    hub = QueueHub(nworkers + 1)
-    threads = []
-    for r in range(1, nworkers + 1):
-        w = Worker(hub.endpoint(r), Executor(r, "."))
-        th = threading.Thread(target=w.run, daemon=True)
-        th.start()
-        threads.append(th)
-    workers = uniform_workers(1, nworkers)
-    m = Master(wf, cfg, hub.endpoint(0), workers, trace=trace, callbacks=callbacks)
-    s = m.run()
-    m.shutdown(timeout=10)
-    for th in threads:
-        th.join(10)
-        assert not th.is_alive()
-    return s, m
+    return local.run_threads(wf, cfg, nworkers=nworkers, trace=trace, callbacks=callbacks)
 
 
 def test_many_short_tasks_with_batching() -> None:

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from mpiwf import Config, Workflow
-from mpiwf.comm import QueueHub
+from mpiwf.local import run_threads
 from mpiwf.master import STATUS_LOST, STATUS_TIMEDOUT, Master
 from mpiwf.protocol import STATUS_ERROR, STATUS_OK, STATUS_TIMEOUT, setdef
 from mpiwf.resources import uniform_workers
 from mpiwf.trace import TraceWriter, load
-from mpiwf.worker import Executor, Worker
+from mpiwf.worker import Executor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # relkernels, for module:function references
@@ -88,22 +88,8 @@ def _dead_pid() -> int:
 
 def _threads(wf: Workflow, ranks: list[int], nworkers: int, cfg: Config, trace=None,
              setup=None):
-    hub = QueueHub(nworkers + 1)
-    threads = []
-    for r in ranks:
-        w = Worker(hub.endpoint(r), Executor(r, "."))
-        th = threading.Thread(target=w.run, daemon=True)
-        th.start()
-        threads.append(th)
-    m = Master(wf, cfg, hub.endpoint(0), uniform_workers(1, nworkers), trace=trace)
-    if setup is not None:
-        setup(m)
-    s = m.run()
-    m.shutdown(timeout=5)
-    for th in threads:
-        th.join(10)
-        assert not th.is_alive()
-    return s, m
+    return run_threads(wf, cfg, nworkers=nworkers, worker_ranks=ranks, trace=trace,
+                       setup=setup, shutdown_timeout=5)
 
 
 def test_dead_worker_is_lost_and_its_tasks_rerun_elsewhere(tmp_path) -> None:
