@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from shellscripts import commands, read_calls, write_stub
 
 from mpiwf.cli import main as cli_main
 from mpiwf.errors import SpecError
@@ -33,22 +34,6 @@ sets:
   - {name: sim, n: 16, kernel: sleep, args: [0.1], gpus: 1}
   - {name: train, kernel: noop, cores: 2, gpus: 2, after: [sim]}
 """
-
-
-def _commands(text: str) -> list[str]:
-    """Logical command lines: comments and blank lines dropped, ``\\`` joined."""
-    out: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        out.append(pending + line)
-        pending = ""
-    return out
 
 
 def _render_cli(tmp_path: Path, system: str, spec_text: str = CPU_SPEC, *extra: str,
@@ -110,7 +95,7 @@ def test_every_system_is_tested() -> None:
 def test_rendered_launch_line(system: str, tmp_path: Path) -> None:
     text, spec = _render_cli(tmp_path, system, CPU_SPEC, "--account", "PRJ1", "--mode",
                              "sequential", "--trace", str(tmp_path / "t.h5"))
-    cmds = _commands(text)
+    cmds = commands(text)
     runs = [c for c in cmds if "-m mpiwf run" in c]
     assert len(runs) == 1
     words = shlex.split(runs[0])
@@ -156,32 +141,15 @@ def test_flux_directives_are_one_leading_group(tmp_path: Path) -> None:
 def test_pbs_binds_each_rank_to_its_cores(tmp_path: Path) -> None:
     text, _ = _render_cli(tmp_path, "pbs", CPU_SPEC, "--cores-per-node", "48",
                           "--ranks-per-node", "12")
-    words = shlex.split(next(c for c in _commands(text) if "-m mpiwf run" in c))
+    words = shlex.split(next(c for c in commands(text) if "-m mpiwf run" in c))
     assert words[words.index("-bind-to") + 1] == "core:4"
     assert "#PBS -l select=2:ncpus=48:mpiprocs=12" in text.splitlines()
 
 
 def test_default_trace_carries_the_job_id(tmp_path: Path) -> None:
     text, _ = _render_cli(tmp_path, "frontier", CPU_SPEC)
-    run = next(c for c in _commands(text) if "-m mpiwf run" in c)
+    run = next(c for c in commands(text) if "-m mpiwf run" in c)
     assert run.endswith(f'--trace "{os.getcwd()}/cpuwf-frontier-${{SLURM_JOB_ID:-local}}.h5"')
-
-
-def _stub(path: Path, log: Path) -> None:
-    path.write_text(f'#!/bin/bash\n{{ printf "%s\\n" "$(basename "$0")" "$@" --end--; }}'
-                    f' >> "{log}"\n', encoding="utf-8")
-    path.chmod(0o755)
-
-
-def _calls(log: Path) -> list[list[str]]:
-    calls, cur = [], []
-    for line in log.read_text(encoding="utf-8").splitlines():
-        if line == "--end--":
-            calls.append(cur)
-            cur = []
-        else:
-            cur.append(line)
-    return calls
 
 
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
@@ -193,7 +161,7 @@ def test_dry_run_expands_the_exact_run_line(system: str, tmp_path: Path) -> None
     bindir.mkdir()
     log = tmp_path / "calls.log"
     for name in ("srun", "jsrun", "mpiexec", "flux", "python"):
-        _stub(bindir / name, log)
+        write_stub(bindir / name, log)
     nodefile = tmp_path / "nodefile"
     nodefile.write_text("h1\nh1\nh2\nh2\n", encoding="utf-8")
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "PYTHON": str(bindir / "python"),
@@ -202,7 +170,7 @@ def test_dry_run_expands_the_exact_run_line(system: str, tmp_path: Path) -> None
     proc = subprocess.run(["bash", str(tmp_path / f"{system}.sh")], env=env, cwd=tmp_path,
                           capture_output=True, text=True, check=False, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    calls = _calls(log)
+    calls = read_calls(log)
     assert len(calls) == 2, calls
     trace = f"{os.getcwd()}/cpuwf-{system}-77.h5"
     launcher = EXPECTED[system][0]
@@ -353,7 +321,7 @@ def test_every_flag_is_cited(system: str, tmp_path: Path) -> None:
     text, _ = _render_cli(tmp_path, system, GPU_SPEC, *extra, "--account", "A1", "--queue",
                           "q1")
     cited = set(re.findall(r"[-\w]+", _cited(text)))
-    run = shlex.split(next(c for c in _commands(text) if "-m mpiwf run" in c))
+    run = shlex.split(next(c for c in commands(text) if "-m mpiwf run" in c))
     launcher_words = run[:run.index("$PYTHON")]
     flags = [w.split("=")[0] for w in launcher_words if w.startswith("-")]
     prefix = _PREFIX[SYSTEMS[system].scheduler]

@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from shellscripts import commands, read_calls, write_stub
 
 JOBSCRIPTS = Path(__file__).resolve().parents[2] / "jobscripts"
 
@@ -56,24 +57,6 @@ def _text(name: str) -> str:
     return (JOBSCRIPTS / name).read_text(encoding="utf-8")
 
 
-def _commands(text: str) -> list[str]:
-    """Logical command lines: comments and blank lines dropped, ``\\`` joined."""
-    out: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        out.append(pending + line)
-        pending = ""
-    if pending:
-        out.append(pending)
-    return out
-
-
 def test_every_file_is_known() -> None:
     unknown = set(ALL_FILES) - set(LAUNCHERS) - HELPERS
     assert not unknown, f"unregistered files in jobscripts/ (add them to this test): {unknown}"
@@ -108,7 +91,7 @@ def test_bash_shebang_and_strict_mode(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(LAUNCHERS))
 def test_run_and_analyze_lines(name: str) -> None:
-    cmds = _commands(_text(name))
+    cmds = commands(_text(name))
     run = [i for i, c in enumerate(cmds) if "-m mpiwf run" in c]
     analyze = [i for i, c in enumerate(cmds) if "-m mpiwf analyze" in c]
     assert len(run) == 1, f"expected one `mpiwf run` command, found {len(run)}"
@@ -169,31 +152,6 @@ def test_helper_is_executable_and_execs(name: str) -> None:
 # Dry runs against stub launchers
 # --------------------------------------------------------------------------
 
-_STUB = """#!/bin/bash
-{{ printf '%s\\n' "$(basename "$0")"; printf '%s\\n' "$@"; printf '%s\\n' '--end--'; }} >> "{log}"
-{extra}
-"""
-
-
-def _write_stub(path: Path, log: Path, extra: str = "") -> None:
-    path.write_text(_STUB.format(log=log, extra=extra), encoding="utf-8")
-    path.chmod(0o755)
-
-
-def _read_calls(log: Path) -> list[list[str]]:
-    calls: list[list[str]] = []
-    current: list[str] = []
-    if not log.exists():
-        return calls
-    for line in log.read_text(encoding="utf-8").splitlines():
-        if line == "--end--":
-            calls.append(current)
-            current = []
-        else:
-            current.append(line)
-    return calls
-
-
 @pytest.fixture
 def sandbox(tmp_path: Path) -> dict:
     """A fake venv, stub launchers, a spec file and host files."""
@@ -201,14 +159,14 @@ def sandbox(tmp_path: Path) -> dict:
     bindir.mkdir()
     log = tmp_path / "calls.log"
     for launcher in ("srun", "jsrun", "mpiexec"):
-        _write_stub(bindir / launcher, log)
-    _write_stub(bindir / "flux", log,
+        write_stub(bindir / launcher, log)
+    write_stub(bindir / "flux", log,
                 extra='if [[ "$1" == getattr && "$2" == size ]]; then echo 2; fi')
 
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "activate").write_text("# stub venv\n", encoding="utf-8")
-    _write_stub(venv / "bin" / "python", log)
+    write_stub(venv / "bin" / "python", log)
 
     spec = tmp_path / "workflow.spec"
     spec.write_text("stub\n", encoding="utf-8")
@@ -274,7 +232,7 @@ def test_dry_run_launches_run_then_analyze(name: str, sandbox: dict) -> None:
                           check=False, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
-    calls = _read_calls(sandbox["log"])
+    calls = read_calls(sandbox["log"])
     launcher, flags = DRY_RUN[name]
     launches = _launches(calls, launcher)
     assert len(launches) == 1, calls
@@ -292,7 +250,7 @@ def test_dry_run_launches_run_then_analyze(name: str, sandbox: dict) -> None:
 def test_dry_run_aurora_cpu_list_skips_reserved_cores(sandbox: dict) -> None:
     subprocess.run(["bash", str(JOBSCRIPTS / "aurora.pbs")], env=sandbox["env"],
                    cwd=sandbox["tmp"], capture_output=True, text=True, check=True, timeout=60)
-    argv = _launches(_read_calls(sandbox["log"]), "mpiexec")[0]
+    argv = _launches(read_calls(sandbox["log"]), "mpiexec")[0]
     bind = next(a for a in argv if a.startswith("--cpu-bind=list:"))
     cpus = [int(c) for c in bind.removeprefix("--cpu-bind=list:").split(":")]
     assert len(cpus) == 102 and len(set(cpus)) == 102
@@ -307,8 +265,8 @@ def test_dry_run_refuses_missing_spec(name: str, sandbox: dict) -> None:
                           capture_output=True, text=True, check=False, timeout=60)
     assert proc.returncode == 2
     assert "SPEC" in proc.stderr
-    assert not _read_calls(sandbox["log"]) or all(
-        "mpiwf" not in c for c in _read_calls(sandbox["log"]))
+    assert not read_calls(sandbox["log"]) or all(
+        "mpiwf" not in c for c in read_calls(sandbox["log"]))
 
 
 @pytest.mark.parametrize(
