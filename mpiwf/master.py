@@ -191,30 +191,37 @@ class Master:
 
     # ------------------------------------------------------------------ helpers
     def _update_keep(self) -> None:
-        """Which sets' results must be kept (a child set wants them as inputs)."""
-        self.keep = [False] * len(self.wf.sets)
-        for a, b, _k in self.wf.set_deps:
-            if self.wf.sets[b].inputs:
+        """Which sets' results must be kept (a child set wants them as inputs), and the
+        parents of every input-taking set and task, indexed once so building a task's
+        inputs does not scan the whole DAG."""
+        wf = self.wf
+        self.keep = [False] * len(wf.sets)
+        self._in_sets: dict[int, list[tuple[int, int]]] = {}
+        self._in_edges: dict[int, list[int]] = {}
+        for a, b, kind in wf.set_deps:
+            if wf.sets[b].inputs:
                 self.keep[a] = True
-        for ta, tb in self.wf.task_edges:
-            if self.wf.set_of(tb).inputs:
-                self.keep[self.wf.set_of(ta).sid] = True
+                self._in_sets.setdefault(b, []).append((a, kind))
+        for ta, tb in wf.task_edges:
+            if wf.set_of(tb).inputs:
+                self.keep[wf.set_of(ta).sid] = True
+                self._in_edges.setdefault(tb, []).append(ta)
 
     def _inputs(self, tid: int) -> list[Any]:
+        """The parents' values of a task whose set takes ``inputs``: every task of each
+        all-to-all parent set in id order, then one-to-one parents, then task edges."""
         ts = self.wf.set_of(tid)
+        res = self.results
         out: list[Any] = []
         i = tid - ts.offset
-        for a, b, kind in self.wf.set_deps:
-            if b != ts.sid:
-                continue
+        for a, kind in self._in_sets.get(ts.sid, ()):
             pa = self.wf.sets[a]
             if kind == DEP_ALL:
-                out.extend(self.results.get(t) for t in pa.task_ids())
+                out.extend(res.get(t) for t in pa.task_ids())
             elif kind == DEP_ONE:
-                out.append(self.results.get(pa.offset + i))
-        for ta, tb in self.wf.task_edges:
-            if tb == tid:
-                out.append(self.results.get(ta))
+                out.append(res.get(pa.offset + i))
+        for ta in self._in_edges.get(tid, ()):
+            out.append(res.get(ta))
         return out
 
     def now(self) -> float:
