@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import sys
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,8 +29,6 @@ from .workflow import DEP_ALL, DEP_ONE, Workflow
 
 log = logging.getLogger("mpiwf.master")
 
-_RAW_ROW = np.dtype([("task", "<i8"), ("attempt", "<i2"), ("w", "<i8"), ("nw", "<i4"),
-                     ("started", "<f8"), ("dur", "<f8"), ("recv", "<f8")])
 
 STATUS_TIMEDOUT = 8  # trace status of an attempt that ran past its timeout
 STATUS_LOST = 9  # trace status of an attempt whose worker rank died
@@ -167,10 +166,11 @@ class Master:
         #: called once per loop turn; while it returns True the run stays open even
         #: with every task finished (a driver may still add sets: mpiwf.futures)
         self.pump: Callable[[], bool] | None = None
-        # rows of successful attempts, kept compact until the trace flushes (see
-        # _flush_rows): (task, attempt, worker index, gang size, started on rank 0's
-        # clock, duration, received)
-        self._rows: list[tuple[int, int, int, int, float, float, float]] = []
+        # rows of successful single-rank attempts, kept as the columns they arrived
+        # in until the trace flushes (see _keep_batch and _flush_rows)
+        self._new_batch_buffers()
+        self._rank_arr = np.asarray(self.rank_of, dtype=np.int32)
+        self._node_arr = np.asarray(self.node_of, dtype=np.int32)
         self._set_cols: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
         if trace is not None:
             trace.pre_flush = self._flush_rows
@@ -354,7 +354,9 @@ class Master:
         return len(decisions)
 
     # ------------------------------------------------------------------ results
-    def _on_results(self, src: int, results: list[Any]) -> None:
+    def _on_results(self, src: int, batch: Any) -> None:
+        """One RESULTS message: a Results batch in columns (see protocol)."""
+        tids, atts, stats, starts, durs, values, errors = batch
         now = time.time()
         sched = self.sched
         sched.now = now
@@ -365,22 +367,51 @@ class Master:
         ready_at = sched.ready_at
         wf = self.wf
         trace = self.trace
-        add = trace.add if trace is not None else None
-        rows = self._rows if trace is not None else None
         recv = now - t0
         callbacks = self.callbacks
         nsets = len(wf.sets)
         running = sched.running
         attempts = sched.attempts
+        task_done = sched.task_done
+        keep = self.keep
+        # Successful single-rank attempts are recorded as the batch's own columns,
+        # handed to the trace in one piece below (completed vectorized at flush:
+        # done is final, so their created/ready/dispatched times cannot change any
+        # more). Every other position is listed in `other`: a late copy (not
+        # recorded) or a row built one by one (failures, cancels, gangs).
+        other: list[int] | None = None
         lo = hi = 0
         ts: Any = None
-        for tid, attempt, status, started, dur, value, err in results:
+        i = -1
+        for tid in tids:
+            i += 1
             gang = running.get(tid)
+            attempt = atts[i]
             if gang is None or attempt != attempts.get(tid, 0):
+                if other is None:
+                    other = []
+                other.append(i)
                 continue  # a late copy of a re-queued task: its new run counts
             if not lo <= tid < hi:  # results mostly come in runs of one set
                 ts = wf.set_of(tid)
                 lo, hi = ts.offset, ts.offset + ts.n
+            status = stats[i]
+            value = values[i] if values is not None else None
+            if status == STATUS_OK and len(gang) == 1:
+                task_done(tid)
+                if value is not None and keep[ts.sid]:
+                    self.results[tid] = value
+                if callbacks:
+                    ev = TaskEvent(tid, wf.task_name(tid), ts.name, True, value, None, True,
+                                   recv)
+                    for cb in callbacks:
+                        cb(ev)
+                continue
+            if other is None:
+                other = []
+            other.append(i)
+            started, dur = starts[i], durs[i]
+            err = errors[i] if errors is not None else None
             o = off
             if ts.ranks > 1 and len(gang) > 1:
                 merged = self._gang_report(src, gang, tid, attempt,
@@ -389,28 +420,23 @@ class Master:
                     continue  # other members of the gang have not reported yet
                 status, started, dur, value, err = merged
                 o = self.offsets[gang[0]]
+            # before a retry re-stamps this task's ready time
+            rdy, d = ready_at[tid] - t0, disp[tid] - t0
             if status == STATUS_OK:
                 code = DONE
                 sched.task_done(tid)
-                if self.keep[ts.sid] and value is not None:
+                if keep[ts.sid] and value is not None:
                     self.results[tid] = value
                 final = True
-                if rows is not None:
-                    # done is final: its created/ready/dispatched times cannot change
-                    # any more, so the row is completed (vectorized) at flush time
-                    rows.append((tid, attempt, gang[0], len(gang), started - o, dur, recv))
             elif status == STATUS_CANCELLED:
-                rdy, d = ready_at[tid] - t0, disp[tid] - t0
                 code = CANCELLED
                 sched.cancel_running(tid)
                 final = True
             else:
-                # before a retry re-stamps this task's ready time
-                rdy, d = ready_at[tid] - t0, disp[tid] - t0
                 code = STATUS_TIMEDOUT if status == STATUS_TIMEOUT else FAILED
                 final = not sched.task_failed(tid)
-                if self.trace is not None and err is not None:
-                    self.trace.add_error(tid, attempt, err[3], err[4], err[0], err[1], err[2])
+                if trace is not None and err is not None:
+                    trace.add_error(tid, attempt, err[3], err[4], err[0], err[1], err[2])
                 if final and len(self.failures) < 100:
                     self.failures.append((wf.task_name(tid), err[0] if err else "?",
                                           err[1] if err else "", err[3] if err else -1))
@@ -419,7 +445,7 @@ class Master:
                 if err is not None:
                     log.warning("task %s failed on rank %s (%s: %s)%s", wf.task_name(tid),
                                 err[3], err[0], err[1], "" if final else "; retrying")
-            if add is not None and code != DONE:
+            if trace is not None:
                 s = started - o - t0
                 if s < d:
                     s = d
@@ -429,26 +455,62 @@ class Master:
                     if s > e:
                         s = e
                 w = gang[0]
-                add((tid, ts.sid, tid - ts.offset, attempt, code, self.rank_of[w], len(gang),
-                     self.node_of[w], ts.cores, ts.gpus, created[tid], rdy, d,
-                     s, e, recv))
+                trace.add((tid, ts.sid, tid - ts.offset, attempt, code, self.rank_of[w],
+                           len(gang), self.node_of[w], ts.cores, ts.gpus, created[tid], rdy, d,
+                           s, e, recv))
             if callbacks:
                 ev = TaskEvent(tid, wf.task_name(tid), ts.name, code == DONE, value, err,
                                final, recv)
                 for cb in callbacks:
                     cb(ev)
+        if trace is not None:
+            if other is None:  # the common case, inline: four memory copies per message
+                self._b_tid += tids
+                self._b_att += atts
+                self._b_start += starts
+                self._b_dur += durs
+                self._b_msgs.append((len(tids), recv, w_src, off))
+                if len(self._b_tid) >= ROWS_PER_FLUSH:
+                    trace.flush()
+            else:
+                self._keep_batch(tids, atts, starts, durs, other, recv, w_src, off)
         if len(wf.sets) > nsets:
             self._sets_added(nsets)
-        if rows is not None and len(rows) >= ROWS_PER_FLUSH and trace is not None:
-            trace.flush()
+
+    def _keep_batch(self, tids: Any, atts: Any, starts: Any, durs: Any,
+                    other: list[int] | None, recv: float, w: int, off: float) -> None:
+        """Buffer the successful single-rank rows of a batch, all but the positions in
+        ``other``, for the trace (the all-positions case is inline in _on_results)."""
+        if other is not None:
+            if len(other) == len(tids):
+                return
+            skip = set(other)
+            pick = [i for i in range(len(tids)) if i not in skip]
+            tids = array("q", [tids[i] for i in pick])
+            atts = array("i", [atts[i] for i in pick])
+            starts = array("d", [starts[i] for i in pick])
+            durs = array("d", [durs[i] for i in pick])
+        self._b_tid += tids
+        self._b_att += atts
+        self._b_start += starts
+        self._b_dur += durs
+        self._b_msgs.append((len(tids), recv, w, off))
+        if len(self._b_tid) >= ROWS_PER_FLUSH and self.trace is not None:
+            self.trace.flush()
 
     def _flush_rows(self) -> None:
         """Hand the buffered rows of successful attempts to the trace as one array."""
-        rows = self._rows
-        if not rows or self.trace is None:
+        msgs = self._b_msgs
+        if not msgs or self.trace is None:
             return
-        self._rows = []
-        a = np.array(rows, dtype=_RAW_ROW)
+        tid = np.frombuffer(self._b_tid, dtype=np.int64)
+        att = np.frombuffer(self._b_att, dtype=np.int32)
+        started = np.frombuffer(self._b_start, dtype=np.float64)
+        dur = np.frombuffer(self._b_dur, dtype=np.float64)
+        meta = np.array(msgs, dtype=[("n", "<i8"), ("recv", "<f8"), ("w", "<i8"),
+                                     ("off", "<f8")])
+        # fresh buffers: the old ones stay exported to the arrays above until written
+        self._new_batch_buffers()
         wf = self.wf
         if self._set_cols is None or self._set_cols[0] != len(wf.sets):
             self._set_cols = (len(wf.sets),
@@ -456,32 +518,41 @@ class Master:
                               np.array([ts.cores for ts in wf.sets], dtype=np.int32),
                               np.array([ts.gpus for ts in wf.sets], dtype=np.int32))
         _n, offs, cores, gpus = self._set_cols
-        tid = a["task"]
-        sid = np.searchsorted(offs, tid, side="right") - 1
-        w = a["w"]
+        counts = meta["n"]
+        recv = np.repeat(meta["recv"], counts)
+        w = np.repeat(meta["w"], counts)
         t0 = self.t0
-        out = np.zeros(len(a), dtype=ROW_DTYPE)
+        sid = np.searchsorted(offs, tid, side="right") - 1
+        out = np.empty(len(tid), dtype=ROW_DTYPE)
         out["task"] = tid
         out["set"] = sid
         out["index"] = tid - offs[sid]
-        out["attempt"] = a["attempt"]
+        out["attempt"] = att
         out["status"] = DONE
-        out["worker"] = np.asarray(self.rank_of)[w]
-        out["nworkers"] = a["nw"]
-        out["node"] = np.asarray(self.node_of)[w]
+        out["worker"] = self._rank_arr[w]
+        out["nworkers"] = 1
+        out["node"] = self._node_arr[w]
         out["cores"] = cores[sid]
         out["gpus"] = gpus[sid]
         out["created"] = self.created.a[tid]
         out["ready"] = self.sched.ready_at[tid] - t0
         # the same clamps as the per-row path: dispatched <= started <= ended <= received
         d = self.dispatched.a[tid] - t0
-        s = np.maximum(a["started"] - t0, d)
-        e = np.minimum(s + a["dur"], a["recv"])
+        s = np.maximum(started - np.repeat(meta["off"], counts) - t0, d)
+        e = np.minimum(s + dur, recv)
         out["dispatched"] = d
         out["started"] = np.minimum(s, e)
         out["ended"] = e
-        out["received"] = a["recv"]
+        out["received"] = recv
         self.trace.add_rows(out)
+
+    def _new_batch_buffers(self) -> None:
+        self._b_tid = array("q")
+        self._b_att = array("i")
+        self._b_start = array("d")
+        self._b_dur = array("d")
+        #: per buffered batch: (rows, received, worker index, its clock offset)
+        self._b_msgs: list[tuple[int, float, int, float]] = []
 
     def _gang_report(self, src: int, gang: tuple[int, ...], tid: int, attempt: int,
                      rep: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -599,7 +670,7 @@ class Master:
                     # results; under a flood of short tasks rank 0 is never idle this long
                     # and the periodic flush keeps the hot path cheap.
                     if backoff.idle_for() >= IDLE_FLUSH and (
-                            self._rows or trace.rows or trace.errors):
+                            self._b_msgs or trace.rows or trace.errors):
                         trace.flush()
                     else:
                         trace.maybe_flush()

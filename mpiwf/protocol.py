@@ -8,7 +8,7 @@ tag         direction  payload
 HELLO       w -> 0     reserved (worker information is gathered collectively at start)
 TASKS       0 -> w     ``(setdefs, tasks)``: ``setdefs`` = list of SetDef tuples not yet
                        sent to this worker; ``tasks`` = list of TaskMsg tuples
-RESULTS     w -> 0     list of Result tuples
+RESULTS     w -> 0     a Results batch (columns, see :func:`pack_results`)
 STOP        0 -> w     ``None``: finish the queued tasks, reply BYE, leave the loop
 BYE         w -> 0     ``dict`` worker statistics (tasks run, busy seconds)
 CANCEL      0 -> w     ``None``: drop queued tasks (they are reported cancelled)
@@ -22,11 +22,19 @@ Result  = (tid, attempt, status, started, duration, value, error)
           status: STATUS_OK, STATUS_ERROR, STATUS_TIMEOUT, STATUS_CANCELLED
           started: worker's time.time() at kernel start; duration: perf_counter span
           error: None, or (type name, message, traceback text, rank, host)
+Results = (tid, attempt, status, started, duration, values, errors): one batch of
+          Result tuples as columns, the first five ``array.array`` ('q', 'i', 'b',
+          'd', 'd': one buffer each on the wire, no Python object per number), then
+          ``values`` and ``errors`` as tuples, or ``None`` when every one is None
+          (null tasks: the common case). Rank 0 hands the timing columns of a whole
+          batch to the trace at once.
 """
 
 from __future__ import annotations
 
 import enum
+from array import array
+from collections.abc import Sequence
 from typing import Any
 
 #: Largest pickled return value a task may send back (bytes); larger is an error.
@@ -59,3 +67,23 @@ def setdef(ts: Any) -> SetDef:
     """The SetDef tuple of a :class:`~mpiwf.workflow.TaskSet`."""
     return (ts.sid, ts.name, ts.offset, ts.n, ts.kernel, ts.args, ts.kwargs, ts.timeout,
             ts.isolate, ts.ranks)
+
+
+Results = tuple[array, array, array, array, array, Any, Any]
+
+
+def pack_results(results: Sequence[Result]) -> Results:
+    """The Results batch (columns) of a list of Result tuples (at least one)."""
+    tid, att, status, started, dur, values, errors = zip(*results)
+    return (array("q", tid), array("i", att), array("b", status), array("d", started),
+            array("d", dur), None if all(v is None for v in values) else values,
+            None if all(e is None for e in errors) else errors)
+
+
+def unpack_results(batch: Results) -> list[Result]:
+    """The Result tuples of a Results batch (tests and tools; rank 0 reads columns)."""
+    tid, att, status, started, dur, values, errors = batch
+    n = len(tid)
+    vals = values if values is not None else (None,) * n
+    errs = errors if errors is not None else (None,) * n
+    return list(zip(tid, att, status, started, dur, vals, errs))

@@ -227,7 +227,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
     master.shutdown()
     if trace is not None:
         trace.close(complete=not master.stop_requested and not master.lost_ranks,
-                    makespan=_makespan(trace),
+                    makespan=trace.makespan,
                     done=summary.done, failed=summary.failed, skipped=summary.skipped,
                     cancelled=summary.cancelled, stop_reason=master.stop_reason,
                     lost_ranks=json.dumps(master.lost_ranks))
@@ -245,17 +245,6 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
     if size > 1:
         ep.close()
     return summary
-
-
-def _makespan(trace: Any) -> float:
-    import numpy as np
-
-    t = trace.tasks
-    if t.shape[0] == 0:
-        return 0.0
-    ended = t["ended"]
-    started = t["started"]
-    return float(np.max(ended) - np.min(started))
 
 
 def _backoff(cfg: Config) -> Any:

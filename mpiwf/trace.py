@@ -6,7 +6,9 @@ Layout of a trace file (plain h5py reads all of it; no pickles)::
     /runs/<k>/             one group per run (a resumed run appends a group)
         attrs              mode, command, versions, ranks, start_time (epoch s),
                            simulated, complete (False until the run ended cleanly), ...
-        tasks              one row per task attempt, fields TASK_FIELDS
+        tasks              one row per task attempt, fields TASK_FIELDS (no strings:
+                           a row's name comes from ``sets``, its host from ``workers``;
+                           :func:`load` adds both as columns)
         sets               one row per task set, fields SET_FIELDS
         workers            one row per worker, fields WORKER_FIELDS
         set_edges          (parent set, child set, kind 0=all 1=one)
@@ -36,7 +38,9 @@ from .errors import TraceError
 from .resources import WorkerSpec
 
 FORMAT = "mpiwf-trace"
-FORMAT_VERSION = 1
+#: 2: the tasks dataset holds numbers only (name and host were S64 columns in 1:
+#: 128 of 219 bytes per row, and their building cost rank 0 a third of the trace)
+FORMAT_VERSION = 2
 ROWS_PER_FLUSH = 16384
 
 #: Per-attempt task rows: (field, dtype, meaning).
@@ -57,12 +61,17 @@ TASK_FIELDS: list[tuple[str, str, str]] = [
     ("started", "<f8", "kernel began (worker clock, corrected to rank 0's)"),
     ("ended", "<f8", "kernel returned (started + monotonic duration)"),
     ("received", "<f8", "result received by rank 0"),
-    ("name", "S64", "task name: 'set' or 'set[i]' (UTF-8, cut at 64 bytes)"),
-    ("host", "S64", "host name of the worker (UTF-8, cut at 64 bytes)"),
 ]
-_ROW_FIELDS = TASK_FIELDS[:-2]  # what the hot path appends; name and host at flush
-TASK_DTYPE = np.dtype([(n, t) for n, t, _ in TASK_FIELDS])
-ROW_DTYPE = np.dtype([(n, t) for n, t, _ in _ROW_FIELDS])
+#: Columns :func:`load` derives: stored in format 1 files, built from the sets and
+#: workers tables for format 2.
+DERIVED_FIELDS: list[tuple[str, str, str]] = [
+    ("name", "S64", "task name: 'set' or 'set[i]' (UTF-8, cut at 64 bytes)"),
+    ("host", "S64", "host name of the worker (UTF-8, cut at 64 bytes); empty if it never ran"),
+]
+#: A stored row (the ``tasks`` dataset; what writers append).
+ROW_DTYPE = np.dtype([(n, t) for n, t, _ in TASK_FIELDS])
+#: A row as :func:`load` returns it: the stored fields plus name and host.
+TASK_DTYPE = np.dtype([(n, t) for n, t, _ in TASK_FIELDS + DERIVED_FIELDS])
 STATUS_NAMES = ("pending", "ready", "dispatched", "running", "done", "failed", "skipped",
                 "cancelled", "timeout", "lost")
 
@@ -161,12 +170,11 @@ class TraceWriter:
         self.pre_flush: Callable[[], None] | None = None
         self.errors: list[dict[str, Any]] = []
         self.nrows = 0
+        #: (earliest started, latest ended) of the rows written so far
+        self.span = (float("inf"), float("-inf"))
         self.last_flush = time.monotonic()
-        self._set_names: list[str] = []
-        self._set_single: list[bool] = []
         self._nsets_written = 0
         self._nedges_written = 0
-        self._hosts: dict[int, bytes] = {}
         exists = os.path.exists(path)
         if append and exists:
             try:
@@ -190,6 +198,7 @@ class TraceWriter:
         self.g = runs.create_group(str(self.run_index))
         self.f.attrs["nruns"] = self.run_index + 1
         a = self.g.attrs
+        a["format_version"] = FORMAT_VERSION
         a["start_time"] = self.start_time
         a["start_iso"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start_time))
         a["complete"] = False
@@ -198,7 +207,7 @@ class TraceWriter:
         for k, v in (attrs or {}).items():
             self.set_attr(k, v)
         self.tasks = self.g.create_dataset("tasks", shape=(0,), maxshape=(None,),
-                                           dtype=TASK_DTYPE, chunks=(4096,))
+                                           dtype=ROW_DTYPE, chunks=(4096,))
         self.g.create_dataset("sets", shape=(0,), maxshape=(None,), dtype=_dtype(SET_FIELDS),
                               chunks=(256,))
         self.g.create_dataset("set_edges", shape=(0, 3), maxshape=(None, 3), dtype="<i8",
@@ -228,7 +237,6 @@ class TraceWriter:
             if extra is not None and i < len(extra):
                 d.update(extra[i])
             rows.append(d)
-            self._hosts[w.rank] = w.host.encode()[:64]
         if "workers" in self.g:
             del self.g["workers"]
         self.g.create_dataset("workers", data=_table(rows, WORKER_FIELDS))
@@ -238,9 +246,6 @@ class TraceWriter:
         wf = self.wf
         desc = wf.describe()
         new = desc[self._nsets_written:]
-        for d in new:
-            self._set_names.append(d["name"])
-            self._set_single.append(d["n"] == 1)
         if new:
             ds = self.g["sets"]
             ds.resize((len(desc),))
@@ -266,7 +271,7 @@ class TraceWriter:
 
     # ------------------------------------------------------------------ rows
     def add(self, row: tuple[Any, ...]) -> None:
-        """Append one task-attempt row (fields of TASK_FIELDS without name and host)."""
+        """Append one task-attempt row (the fields of TASK_FIELDS, in order)."""
         self.rows.append(row)
         if len(self.rows) >= ROWS_PER_FLUSH:
             self.flush()
@@ -297,20 +302,14 @@ class TraceWriter:
             self.blocks.append(np.array(self.rows, dtype=ROW_DTYPE))
             self.rows = []
         if self.blocks:
-            base = self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
+            arr = self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
             self.blocks = []
-            arr = np.zeros(len(base), dtype=TASK_DTYPE)
-            for n, _t, _c in _ROW_FIELDS:
-                arr[n] = base[n]
-            arr["name"] = self._names(base["set"], base["index"])
-            hosts = self._hosts
-            ranks, inv = np.unique(base["worker"], return_inverse=True)
-            arr["host"] = np.array([hosts.get(int(w), b"") for w in ranks], dtype="S64")[inv]
-            ds = self.tasks
-            n0 = ds.shape[0]
-            ds.resize((n0 + len(arr),))
-            ds[n0:] = arr
-            self.nrows = n0 + len(arr)
+            if arr.dtype != ROW_DTYPE:
+                arr = arr.astype(ROW_DTYPE)
+            self._append(arr)
+            if len(arr):
+                lo, hi = float(arr["started"].min()), float(arr["ended"].max())
+                self.span = (min(self.span[0], lo), max(self.span[1], hi))
         if self.errors:
             ds = self.g["errors"]
             n0 = ds.shape[0]
@@ -319,23 +318,35 @@ class TraceWriter:
             self.errors = []
         self.f.flush()
 
-    def _names(self, sids: np.ndarray, index: np.ndarray) -> np.ndarray:
-        """Task names 'set' or 'set[i]' as UTF-8 cut at 64 bytes (vectorized per set)."""
-        out = np.zeros(len(sids), dtype="S64")
-        for sid in np.unique(sids).tolist():
-            m = sids == sid
-            name = self._set_names[sid].encode()
-            if self._set_single[sid]:
-                out[m] = name[:64]
-            else:
-                out[m] = _index_names(name, index[m]).astype("S64")  # cuts at 64 bytes
-        return out
+    def _append(self, arr: np.ndarray) -> None:
+        """Append rows to the tasks dataset: one resize and one H5Dwrite of the
+        contiguous buffer (h5py's low-level call; its slicing costs a fifth more)."""
+        ds = self.tasks
+        n0 = ds.shape[0]
+        n = len(arr)
+        ds.resize((n0 + n,))
+        arr = np.ascontiguousarray(arr)
+        try:
+            fspace = ds.id.get_space()
+            fspace.select_hyperslab((n0,), (n,))
+            ds.id.write(_h5().h5s.create_simple((n,)), fspace, arr)
+        except (AttributeError, TypeError):  # pragma: no cover - other h5py builds
+            ds[n0:] = arr
+        self.nrows = n0 + n
+
+    @property
+    def makespan(self) -> float:
+        """Latest end minus earliest start of the rows written so far (0 if none)."""
+        lo, hi = self.span
+        return hi - lo if hi >= lo else 0.0
 
     def close(self, complete: bool = True, **summary: Any) -> None:
-        """Flush, record the summary attributes and ``complete``, close the file."""
+        """Flush, record the summary attributes (``makespan`` defaults to the rows'
+        first start to last end) and ``complete``, close the file."""
         if not self.f.id.valid:
             return
         self.flush()
+        summary.setdefault("makespan", self.makespan)
         for k, v in summary.items():
             self.set_attr(k, v)
         self.g.attrs["complete"] = bool(complete)
@@ -476,9 +487,10 @@ def load(path: str, run: int = -1) -> Trace:
         g = runs[key]
         try:
             attrs = {k: _decode(v) for k, v in g.attrs.items()}
-            tasks = g["tasks"][:]
+            stored = g["tasks"][:]
             sets = _rows(g["sets"][:])
             workers = _rows(g["workers"][:]) if "workers" in g else []
+            tasks = _with_derived(stored, sets, workers)
             se = g["set_edges"][:] if "set_edges" in g else np.zeros((0, 3), "<i8")
             te = g["task_edges"][:] if "task_edges" in g else np.zeros((0, 2), "<i8")
             errors = _rows(g["errors"][:]) if "errors" in g else []
@@ -487,6 +499,41 @@ def load(path: str, run: int = -1) -> Trace:
         return Trace(path, int(key), attrs, tasks, sets, workers, se, te, errors)
     finally:
         f.close()
+
+
+def _with_derived(stored: np.ndarray, sets: list[dict[str, Any]],
+                  workers: list[dict[str, Any]]) -> np.ndarray:
+    """The loaded rows (TASK_DTYPE): format 1 rows as stored, format 2 rows with
+    ``name`` built from the sets table and ``host`` from the workers table."""
+    names = stored.dtype.names or ()
+    if not {"set", "index", "worker"} <= set(names):
+        return stored  # not a task table of ours: analysis names what is missing
+    if "name" in names and "host" in names:
+        if stored.dtype == TASK_DTYPE:
+            return stored
+        out = np.zeros(len(stored), dtype=TASK_DTYPE)
+        for n in TASK_DTYPE.names or ():
+            if n in names:
+                out[n] = stored[n]
+        return out
+    out = np.zeros(len(stored), dtype=TASK_DTYPE)
+    for n in names:
+        if n in (TASK_DTYPE.names or ()):
+            out[n] = stored[n]
+    if not len(stored):
+        return out
+    info = {int(s["sid"]): (str(s["name"]).encode(), int(s["n"]) == 1) for s in sets}
+    sids, idx = stored["set"], stored["index"]
+    col = out["name"]
+    for sid in np.unique(sids).tolist():
+        m = sids == sid
+        name, single = info.get(sid, (str(sid).encode(), False))
+        col[m] = name[:64] if single else _index_names(name, idx[m]).astype("S64")
+    hosts = {int(w["rank"]): str(w.get("host") or "").encode()[:64] for w in workers}
+    ranks, inv = np.unique(stored["worker"], return_inverse=True)
+    out["host"] = np.array([hosts.get(int(r), b"") for r in ranks.tolist()],
+                           dtype="S64")[inv.ravel()]
+    return out
 
 
 def done_tasks(path: str) -> set[int]:

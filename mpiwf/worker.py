@@ -33,6 +33,7 @@ from .protocol import (
     SetDef,
     Tag,
     TaskMsg,
+    pack_results,
 )
 from .timeouts import TaskTimeout, call_with_timeout
 
@@ -139,7 +140,7 @@ class Executor:
             self.define(defs)
             out = [self.run_task(m, self._sid_of(m if isinstance(m, int) else m[0]))
                    for m in tasks]
-            return [(Tag.RESULTS, out)]
+            return [(Tag.RESULTS, pack_results(out))] if out else []
         if tag == Tag.STOP:
             return [(Tag.BYE, self.stats())]
         return []
@@ -180,7 +181,7 @@ class Worker:
 
     def _send_results(self) -> None:
         if self.results:
-            self.ep.send(0, Tag.RESULTS, self.results)
+            self.ep.send(0, Tag.RESULTS, pack_results(self.results))
             self.results = []
         self.last_send = time.perf_counter()
 

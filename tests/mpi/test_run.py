@@ -41,6 +41,9 @@ def test_chain_and_fanout_all_tasks_once(comm: MPI.Comm, shared_dir: str) -> Non
     t = tr.tasks
     assert sorted(t["task"].tolist()) == list(range(46))
     assert not tr.partial
+    # the makespan attribute is kept as rows are written: first start to last end
+    assert tr.attrs["makespan"] == pytest.approx(t["ended"].max() - t["started"].min())
+    assert tr.attrs["makespan"] > 0.002
     order = ["created", "ready", "dispatched", "started", "ended", "received"]
     for a, b in zip(order, order[1:]):
         assert np.all(t[a] <= t[b]), (a, b)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 import numpy as np
@@ -11,7 +12,7 @@ from mpiwf import Workflow
 from mpiwf.comm import QueueHub
 from mpiwf.local import run_threads
 from mpiwf.master import Master
-from mpiwf.protocol import STATUS_CANCELLED, STATUS_OK, Tag, setdef
+from mpiwf.protocol import STATUS_CANCELLED, STATUS_OK, Tag, setdef, unpack_results
 from mpiwf.resources import uniform_workers
 from mpiwf.scheduler import DONE, FAILED, Scheduler
 from mpiwf.trace import TraceWriter, load
@@ -122,7 +123,7 @@ def test_worker_takes_bare_ids_and_tuples_and_cancels_both() -> None:
     while len(got) < 4:
         msg = master.poll()
         if msg is not None and msg[1] == Tag.RESULTS:
-            got.extend(msg[2])
+            got.extend(unpack_results(msg[2]))
     master.send(1, Tag.STOP, None)
     th.join(10)
     assert not th.is_alive()
@@ -140,7 +141,7 @@ def test_worker_takes_bare_ids_and_tuples_and_cancels_both() -> None:
     msgs = []
     while (m := master.poll()) is not None:
         msgs.append(m)
-    res = [r for _s, tag, p in msgs if tag == Tag.RESULTS for r in p]
+    res = [r for _s, tag, p in msgs if tag == Tag.RESULTS for r in unpack_results(p)]
     assert sorted((r[0], r[1], r[2]) for r in res) == [(0, 0, STATUS_CANCELLED),
                                                        (1, 3, STATUS_CANCELLED)]
 
@@ -207,3 +208,72 @@ def test_sched_scale_benchmark_runs_and_reports(capsys) -> None:
         assert any(line.startswith(shape) for line in out.splitlines())
         assert f"bytes_per_task[{shape}" in out
     assert mod.main(["--max", "10"]) == 2
+
+
+def test_result_batches_travel_as_columns_and_round_trip() -> None:
+    import pickle
+
+    from mpiwf.protocol import pack_results
+
+    rows = [(5, 0, STATUS_OK, 1.5, 0.25, None, None),
+            (6, 2, STATUS_OK, 2.5, 0.5, np.arange(3), None),  # a value that is an array
+            (7, 1, 1, 3.5, 0.0, None, ("E", "m", "tb", 2, "h"))]
+    b = pickle.loads(pickle.dumps(pack_results(rows), protocol=pickle.HIGHEST_PROTOCOL))
+    assert b[0].typecode == "q" and b[3].typecode == "d" and b[0].tolist() == [5, 6, 7]
+    back = unpack_results(b)
+    assert [r[:5] for r in back] == [r[:5] for r in rows]
+    assert back[0][5] is None and back[1][5].tolist() == [0, 1, 2] and back[2][6][0] == "E"
+    plain = pack_results([(1, 0, STATUS_OK, 0.0, 0.0, None, None)])
+    assert plain[5] is None and plain[6] is None  # null tasks: no per-row objects at all
+
+
+def test_a_mixed_batch_records_each_row_once(tmp_path) -> None:
+    """Successful rows go to the trace as the batch's columns; a late copy is dropped,
+    a failure gets its own row, and both kinds can share one message."""
+    from mpiwf.config import Config
+    from mpiwf.protocol import pack_results
+
+    wf = Workflow("mixed")
+    wf.add_set("a", 6, "noop", duration=0.0, retries=1)
+    workers = uniform_workers(1, 1)
+    path = str(tmp_path / "m.h5")
+    tw = TraceWriter(path, wf, workers)
+    sent: list = []
+
+    class Ep:
+        def send(self, dest: int, tag: int, obj: object) -> None:
+            sent.append((dest, tag, obj))
+
+        def poll(self) -> None:
+            return None
+
+    m = Master(wf, Config(progress_interval=0), Ep(), workers, tw)  # type: ignore[arg-type]
+    m.sched.now = time.time()  # what Master.run does first
+    m.sched.start()
+    m._dispatch()
+    assert sorted(m.sched.running) == list(range(6))
+    src = workers[0].rank
+    now = time.time() + 0.001  # kernels start just after dispatch, end before receipt
+    time.sleep(0.35)
+    m._on_results(src, pack_results([
+        (0, 0, STATUS_OK, now, 0.1, None, None),
+        (1, 0, 1, now, 0.1, None, ("ValueError", "no", "", src, "h")),  # fails, retried
+        (2, 0, STATUS_OK, now, 0.1, None, None),
+        (2, 0, STATUS_OK, now, 0.1, None, None),  # a duplicate: no longer running
+        (3, 5, STATUS_OK, now, 0.1, None, None),  # a stale attempt number
+    ]))
+    m._on_results(src, pack_results([(4, 0, STATUS_OK, now, 0.2, None, None),
+                                     (5, 0, STATUS_OK, now, 0.3, None, None)]))
+    tw.close()
+    t = load(path).tasks
+    got = sorted(zip(t["task"].tolist(), t["attempt"].tolist(), t["status"].tolist()))
+    assert got == [(0, 0, DONE), (1, 0, FAILED), (2, 0, DONE), (4, 0, DONE), (5, 0, DONE)]
+    assert m.sched.n_done == 4 and 3 in m.sched.running and m.sched.attempts[1] == 1
+    d = t[t["status"] == DONE]
+    assert sorted(np.round(d["ended"] - d["started"], 6).tolist()) == [0.1, 0.1, 0.2, 0.3]
+    assert np.allclose(d["started"], now - m.t0)
+    order = ["created", "ready", "dispatched", "started", "ended", "received"]
+    for a, b in zip(order, order[1:]):
+        assert np.all(t[a] <= t[b]), (a, b)
+    assert np.all(d["worker"] == src) and np.all(d["nworkers"] == 1)
+    assert load(path).attrs["makespan"] > 0

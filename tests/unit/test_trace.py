@@ -15,7 +15,7 @@ from mpiwf import TraceError, Workflow, uniform_workers
 from mpiwf.analysis import summarize
 from mpiwf.scheduler import DONE
 from mpiwf.simulate import simulate
-from mpiwf.trace import TASK_DTYPE, TraceWriter, done_tasks, load
+from mpiwf.trace import ROW_DTYPE, TASK_DTYPE, TraceWriter, done_tasks, load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,6 +49,34 @@ def test_simulated_trace_round_trip_and_metrics(tmp_path) -> None:
         assert set(g) >= {"tasks", "sets", "workers", "set_edges", "task_edges", "errors"}
         assert g["set_edges"][:].tolist() == [[0, 1, 0]]
         assert all(ds.dtype.kind != "O" for ds in g.values())
+        # format 2: the task rows are numbers only; name and host come from the tables
+        assert g["tasks"].dtype == ROW_DTYPE and g.attrs["format_version"] == 2
+        assert all(g["tasks"].dtype[n].kind in "if" for n in ROW_DTYPE.names)
+
+
+def test_format_1_rows_with_stored_names_still_load(tmp_path) -> None:
+    path = str(tmp_path / "v1.h5")
+    wf = small()
+    tw = TraceWriter(path, wf, uniform_workers(1, 2), {"mode": "async", "simulated": True})
+    simulate(wf, uniform_workers(1, 2), trace=tw)
+    tw.close()
+    with h5py.File(path, "a") as f:  # rewrite the rows the way format 1 stored them
+        g = f["runs/0"]
+        rows = g["tasks"][:]
+        v1 = np.zeros(len(rows), dtype=TASK_DTYPE)
+        for n in ROW_DTYPE.names:
+            v1[n] = rows[n]
+        v1["name"] = [b"old0", b"old1", b"old2"]
+        v1["host"] = b"h1"
+        del g["tasks"]
+        g["tasks"] = v1
+        f.attrs["format_version"] = 1
+        del g.attrs["format_version"]
+    tr = load(path)
+    assert tr.tasks.dtype == TASK_DTYPE
+    assert tr.tasks["name"].tolist() == [b"old0", b"old1", b"old2"]  # as stored
+    assert tr.tasks["host"].tolist() == [b"h1"] * 3
+    assert summarize(tr)["makespan"] == pytest.approx(3.0)
 
 
 def test_killed_run_keeps_flushed_rows(tmp_path) -> None:
