@@ -17,6 +17,7 @@ ENV_FIELDS = {
     "MPIWF_LOOKAHEAD": "lookahead",
     "MPIWF_POLL_SPIN": "poll_spin",
     "MPIWF_POLL_MAX_SLEEP": "poll_max_sleep",
+    "MPIWF_POLL_HOT": "poll_hot",
     "MPIWF_TRACE_FLUSH": "trace_flush",
     "MPIWF_RUNDIR": "rundir",
     "MPIWF_LOG_LEVEL": "log_level",
@@ -69,6 +70,8 @@ class Config:
             prefetched and batched; longer tasks go only to idle workers.
         poll_spin: seconds an idle loop polls before it starts to sleep.
         poll_max_sleep: cap of the idle loop's exponential back-off, seconds.
+        poll_hot: seconds of an idle stretch spent in short (50 us) sleeps before the
+            back-off grows: the gaps between windows of fine-grained tasks stay cheap.
         trace_flush: seconds between trace flushes (rows are also flushed every 16384).
         rundir: directory for per-task files and executables' output.
         log_level: a :mod:`logging` level name.
@@ -86,6 +89,7 @@ class Config:
     short_task: float = 0.05
     poll_spin: float = 50e-6
     poll_max_sleep: float = 1e-3
+    poll_hot: float = 2e-3
     trace_flush: float = 1.0
     rundir: str = "mpiwf-run"
     log_level: str = "WARNING"
@@ -101,8 +105,8 @@ class Config:
             raise SpecError("prefetch", f"must be >= 0, got {self.prefetch}")
         if self.batch < 1:
             raise SpecError("batch", f"must be >= 1, got {self.batch}")
-        for name in ("lookahead", "short_task", "poll_spin", "poll_max_sleep", "trace_flush",
-                     "progress_interval", "heartbeat", "heartbeat_timeout"):
+        for name in ("lookahead", "short_task", "poll_spin", "poll_max_sleep", "poll_hot",
+                     "trace_flush", "progress_interval", "heartbeat", "heartbeat_timeout"):
             if getattr(self, name) < 0:
                 raise SpecError(name, f"must be >= 0, got {getattr(self, name)}")
         if not self.time_scale > 0:

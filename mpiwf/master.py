@@ -158,7 +158,7 @@ class Master:
         self.results: dict[int, Any] = {}
         self.keep: list[bool] = []
         self.skip_done = skip_done or set()
-        self.backoff = Backoff(config.poll_spin, config.poll_max_sleep)
+        self.backoff = Backoff(config.poll_spin, config.poll_max_sleep, config.poll_hot)
         self.byes: dict[int, Any] = {}
         self.gang_reports: dict[tuple[int, int], list[Any]] = {}
         self.stop_requested = False
@@ -747,7 +747,7 @@ class Master:
             timeout = min(timeout, 2.0)  # busy workers will not answer in time
         deadline = time.monotonic() + timeout
         expect = set(live)
-        backoff = Backoff(self.cfg.poll_spin, self.cfg.poll_max_sleep)
+        backoff = Backoff(self.cfg.poll_spin, self.cfg.poll_max_sleep, self.cfg.poll_hot)
         while not expect.issubset(self.byes) and time.monotonic() < deadline:
             msg = ep.poll()
             if msg is None:

@@ -250,7 +250,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
 def _backoff(cfg: Config) -> Any:
     from .comm import Backoff
 
-    return Backoff(cfg.poll_spin, cfg.poll_max_sleep)
+    return Backoff(cfg.poll_spin, cfg.poll_max_sleep, cfg.poll_hot)
 
 
 def _gang_comm_factory(ep: MPIEndpoint) -> Callable[[Sequence[int]], Any]:

@@ -277,3 +277,36 @@ def test_a_mixed_batch_records_each_row_once(tmp_path) -> None:
         assert np.all(t[a] <= t[b]), (a, b)
     assert np.all(d["worker"] == src) and np.all(d["nworkers"] == 1)
     assert load(path).attrs["makespan"] > 0
+
+
+def test_backoff_sleeps_briefly_while_hot_then_doubles(monkeypatch) -> None:
+    """Short sleeps for the first ``hot`` seconds of an idle stretch (the gap between
+    two windows of fine-grained tasks), then the exponential back-off up to the cap;
+    traffic starts a new stretch."""
+    import mpiwf.comm as comm_mod
+
+    clock = [100.0]
+    slept: list[float] = []
+
+    def sleep(d: float) -> None:
+        slept.append(d)
+        clock[0] += d
+
+    monkeypatch.setattr(comm_mod.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(comm_mod.time, "sleep", sleep)
+    b = comm_mod.Backoff(spin=50e-6, max_sleep=1e-3, hot=2e-3)
+    b.wait()  # the first empty poll only starts the stretch
+    clock[0] += 60e-6  # past the spin
+    while clock[0] - 100.0 < 6e-3:
+        b.wait()
+    short = [d for d in slept if d == 50e-6]  # the hot stretch, then the first doubling
+    assert 30 <= len(short) <= 40  # ~2 ms of 50 us sleeps
+    assert slept[len(short):len(short) + 5] == [100e-6, 200e-6, 400e-6, 800e-6, 1e-3]
+    assert max(slept) == 1e-3
+    b.reset()
+    assert b.idle_for() == 0.0
+    b.wait()
+    clock[0] += 60e-6
+    slept.clear()
+    b.wait()
+    assert slept == [50e-6]  # a new stretch is hot again
