@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--futures-sets", type=int, default=20, help="layers for futures' DAG")
     p.add_argument("--spin-seconds", type=float, default=0.5,
                    help="ideal wall time of each spin case (sets its task count)")
-    p.add_argument("--repeat", type=int, default=3,
+    p.add_argument("--repeat", type=int, default=5,
                    help="trace on/off pairs (medians are reported)")
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     p.add_argument("--no-futures", action="store_true", help="mpiwf cases only")
@@ -63,22 +63,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------------- mpiwf side
 def _mpiwf_run(comm: Any, build: Callable[[], Any], trace: bool, tmp: str,
-               **cfg: Any) -> tuple[float, int]:
-    """Run one workflow with mpiwf on ``comm``; rank 0 gets (seconds, tasks done)."""
+               **cfg: Any) -> tuple[float, int, float]:
+    """Run one workflow with mpiwf on ``comm``; rank 0 gets (seconds, tasks done,
+    its own CPU seconds)."""
     from mpiwf import Config
     from mpiwf.runner import run
 
     config = Config(progress_interval=0, rundir=os.path.join(tmp, "run"), **cfg)
     path = os.path.join(tmp, "bench.h5") if trace else None
     comm.Barrier()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     s = run(build, config, trace_path=path, comm=comm)
     dt = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     if s is None:
-        return dt, 0
+        return dt, 0, cpu
     if not s.ok:
         raise SystemExit(f"dispatch.py: mpiwf run failed: {s}")
-    return dt, s.done
+    return dt, s.done, cpu
 
 
 def _null_wf(n: int) -> Callable[[], Any]:
@@ -204,24 +207,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # -- independent null tasks (the headline) and rank 0's memory per task,
         # after a warm-up run (imports, h5py, first MPI messages)
-        dt0, _ = _mpiwf_run(comm, _null_wf(1000), True, tmp)
+        dt0, _, _ = _mpiwf_run(comm, _null_wf(1000), True, tmp)
         if rank == 0:
             print(f"# warm-up: 1000 null tasks in {dt0:.3f} s (run() start-up and shutdown "
                   "included)", flush=True)
         rss0, _ = _rss_kib()
-        dt, n = _mpiwf_run(comm, _null_wf(a.tasks), True, tmp)
+        dt, n, _ = _mpiwf_run(comm, _null_wf(a.tasks), True, tmp)
         _, peak = _rss_kib()
         r_null = out.row("mpiwf null (trace on)", a.tasks, dt)
         mem = (peak - rss0) * 1024 / a.tasks if rank == 0 else 0.0
         # -- layered DAG
         nd = a.sets * a.set_size
-        dt, _ = _mpiwf_run(comm, _dag_wf(a.sets, a.set_size), True, tmp)
+        dt, _, _ = _mpiwf_run(comm, _dag_wf(a.sets, a.set_size), True, tmp)
         r_dag = out.row(f"mpiwf DAG {a.sets}x{a.set_size} (trace on)", nd, dt)
         # -- spin tasks
         spins = (10e-6, 100e-6, 1e-3)
         for d in spins:
             ns = _spin_tasks(d, workers, a.spin_seconds, a.tasks)
-            dt, _ = _mpiwf_run(comm, _spin_wf(ns, d), True, tmp)
+            dt, _, _ = _mpiwf_run(comm, _spin_wf(ns, d), True, tmp)
             out.row(f"mpiwf spin {d * 1e6:.0f}us (trace on)", ns, dt,
                     _eff(ns, d, workers, dt))
         # -- mpi4py.futures, same ranks
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         for us in (1000, 500, 200, 100, 50, 20, 10, 5, 2):
             d = us * 1e-6
             ns = _spin_tasks(d, workers, a.spin_seconds, a.tasks)
-            dt, _ = _mpiwf_run(comm, _spin_wf(ns, d), True, tmp)
+            dt, _, _ = _mpiwf_run(comm, _spin_wf(ns, d), True, tmp)
             eff = _eff(ns, d, workers, dt)
             effs.append((us, eff))
             if eff >= 0.5:
@@ -252,12 +255,16 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 break
         # -- trace on vs off, alternating, medians
+        # (wall rates, and rank 0's CPU per task: steadier on a shared machine)
         on: list[float] = []
         off: list[float] = []
+        cpu_on: list[float] = []
+        cpu_off: list[float] = []
         for _ in range(a.repeat):
-            for trace, acc in ((False, off), (True, on)):
-                dt, _ = _mpiwf_run(comm, _null_wf(a.tasks), trace, tmp)
+            for trace, acc, cacc in ((False, off, cpu_off), (True, on, cpu_on)):
+                dt, _, cpu = _mpiwf_run(comm, _null_wf(a.tasks), trace, tmp)
                 acc.append(a.tasks / dt if dt > 0 else 0.0)
+                cacc.append(cpu / a.tasks * 1e6)
         if rank == 0:
             print("# METG sweep (spin us: efficiency): "
                   + ", ".join(f"{us:g}: {e:.2f}" for us, e in effs), flush=True)
@@ -267,7 +274,12 @@ def main(argv: list[str] | None = None) -> int:
             r_med = statistics.median(on + [r_null])
             print(f"# trace off: {', '.join(f'{x:.0f}' for x in off)} tasks/s; "
                   f"on: {', '.join(f'{x:.0f}' for x in on)} tasks/s")
-            print(f"trace_overhead={1 - m_on / m_off:+.3f}  (median on/off = "
+            c_on, c_off = statistics.median(cpu_on), statistics.median(cpu_off)
+            print(f"# rank 0 CPU us/task, trace off: {', '.join(f'{x:.2f}' for x in cpu_off)}; "
+                  f"on: {', '.join(f'{x:.2f}' for x in cpu_on)}")
+            print(f"trace_cpu_overhead={c_on / c_off - 1:+.3f}  (rank 0 CPU per task, median "
+                  f"on/off = {c_on:.2f}/{c_off:.2f} us)")
+            print(f"trace_overhead={1 - m_on / m_off:+.3f}  (wall rate, median on/off = "
                   f"{m_on:.0f}/{m_off:.0f} tasks/s)")
             print(f"mem_per_task_bytes={mem:.0f}  (rank 0 peak RSS growth / tasks, "
                   f"{a.tasks} null tasks, trace on, after a warm-up run)")

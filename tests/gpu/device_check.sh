@@ -154,7 +154,7 @@ NP_DISPATCH=${NP_DISPATCH:-16}
 if [ "${SKIP_DISPATCH:-0}" != 1 ]; then
     if step dispatch 420 "$MPIEXEC" -n "$NP_DISPATCH" --bind-to core "$PY" \
             benchmarks/dispatch.py; then
-        row "dispatch x$NP_DISPATCH" PASS "$(grep -E '^(mpiwf_null_median|ratio_vs_futures|METG_us|trace_overhead)=' \
+        row "dispatch x$NP_DISPATCH" PASS "$(grep -E '^(mpiwf_null_median|ratio_vs_futures|METG_us|trace_overhead|trace_cpu_overhead|dag_vs_null)=' \
             "$OUT/dispatch.log" | cut -d' ' -f1 | tr '\n' ' ')"
     else
         row "dispatch x$NP_DISPATCH" FAIL "see dispatch.log"
