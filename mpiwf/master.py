@@ -285,6 +285,8 @@ class Master:
         """Mark worker ``w`` lost: its tasks are re-queued (trace status ``lost``)."""
         rank = self.rank_of[w]
         running = {t: g for t, g in self.sched.running.items() if w in g}
+        attempts = self.sched.attempts
+        tried = {t: attempts.get(t, 0) for t in running}  # the lost attempts' numbers
         hit = self.sched.worker_lost(w)
         self.lost_ranks.append(rank)
         log.error("worker rank %d lost (%s); re-queued %d task(s)", rank, why, len(hit))
@@ -292,7 +294,9 @@ class Master:
         for tid in hit:
             ts = self.wf.set_of(tid)
             gang = running.get(tid) or (w,)
-            att = self.sched.attempts.get(tid, 0)
+            att = tried.get(tid, 0)
+            # a gang's partial reports belong to the lost attempt
+            self.gang_reports.pop((tid, att), None)
             d = self.dispatched.a[tid] - self.t0
             if self.trace is not None:
                 self.trace.add((tid, ts.sid, tid - ts.offset, att, STATUS_LOST,
@@ -383,86 +387,97 @@ class Master:
         lo = hi = 0
         ts: Any = None
         i = -1
-        for tid in tids:
-            i += 1
-            gang = running.get(tid)
-            attempt = atts[i]
-            if gang is None or attempt != attempts.get(tid, 0):
+        try:
+            for tid in tids:
+                i += 1
+                gang = running.get(tid)
+                attempt = atts[i]
+                if gang is None or attempt != attempts.get(tid, 0):
+                    if other is None:
+                        other = []
+                    other.append(i)
+                    continue  # a late copy of a re-queued task: its new run counts
+                if not lo <= tid < hi:  # results mostly come in runs of one set
+                    ts = wf.set_of(tid)
+                    lo, hi = ts.offset, ts.offset + ts.n
+                status = stats[i]
+                value = values[i] if values is not None else None
+                if status == STATUS_OK and len(gang) == 1:
+                    task_done(tid)
+                    if value is not None and keep[ts.sid]:
+                        self.results[tid] = value
+                    if callbacks:
+                        ev = TaskEvent(tid, wf.task_name(tid), ts.name, True, value, None, True,
+                                       recv)
+                        for cb in callbacks:
+                            cb(ev)
+                    continue
                 if other is None:
                     other = []
                 other.append(i)
-                continue  # a late copy of a re-queued task: its new run counts
-            if not lo <= tid < hi:  # results mostly come in runs of one set
-                ts = wf.set_of(tid)
-                lo, hi = ts.offset, ts.offset + ts.n
-            status = stats[i]
-            value = values[i] if values is not None else None
-            if status == STATUS_OK and len(gang) == 1:
-                task_done(tid)
-                if value is not None and keep[ts.sid]:
-                    self.results[tid] = value
+                started, dur = starts[i], durs[i]
+                err = errors[i] if errors is not None else None
+                o = off
+                if ts.ranks > 1 and len(gang) > 1:
+                    merged = self._gang_report(src, gang, tid, attempt,
+                                               (status, started, dur, value, err))
+                    if merged is None:
+                        continue  # other members of the gang have not reported yet
+                    status, started, dur, value, err = merged
+                    o = self.offsets[gang[0]]
+                # before a retry re-stamps this task's ready time
+                rdy, d = ready_at[tid] - t0, disp[tid] - t0
+                if status == STATUS_OK:
+                    code = DONE
+                    sched.task_done(tid)
+                    if keep[ts.sid] and value is not None:
+                        self.results[tid] = value
+                    final = True
+                elif status == STATUS_CANCELLED:
+                    code = CANCELLED
+                    sched.cancel_running(tid)
+                    final = True
+                else:
+                    code = STATUS_TIMEDOUT if status == STATUS_TIMEOUT else FAILED
+                    final = not sched.task_failed(tid)
+                    if trace is not None and err is not None:
+                        trace.add_error(tid, attempt, err[3], err[4], err[0], err[1], err[2])
+                    if final and len(self.failures) < 100:
+                        self.failures.append((wf.task_name(tid), err[0] if err else "?",
+                                              err[1] if err else "", err[3] if err else -1))
+                    if final and self.fail_fast:
+                        self.request_stop(f"--fail-fast: task {wf.task_name(tid)} failed")
+                    if err is not None:
+                        log.warning("task %s failed on rank %s (%s: %s)%s", wf.task_name(tid),
+                                    err[3], err[0], err[1], "" if final else "; retrying")
+                if trace is not None:
+                    s = started - o - t0
+                    if s < d:
+                        s = d
+                    e = s + dur
+                    if e > recv:
+                        e = recv
+                        if s > e:
+                            s = e
+                    w = gang[0]
+                    trace.add((tid, ts.sid, tid - ts.offset, attempt, code, self.rank_of[w],
+                               len(gang), self.node_of[w], ts.cores, ts.gpus, created[tid], rdy, d,
+                               s, e, recv))
                 if callbacks:
-                    ev = TaskEvent(tid, wf.task_name(tid), ts.name, True, value, None, True,
-                                   recv)
+                    ev = TaskEvent(tid, wf.task_name(tid), ts.name, code == DONE, value, err,
+                                   final, recv)
                     for cb in callbacks:
                         cb(ev)
-                continue
-            if other is None:
-                other = []
-            other.append(i)
-            started, dur = starts[i], durs[i]
-            err = errors[i] if errors is not None else None
-            o = off
-            if ts.ranks > 1 and len(gang) > 1:
-                merged = self._gang_report(src, gang, tid, attempt,
-                                           (status, started, dur, value, err))
-                if merged is None:
-                    continue  # other members of the gang have not reported yet
-                status, started, dur, value, err = merged
-                o = self.offsets[gang[0]]
-            # before a retry re-stamps this task's ready time
-            rdy, d = ready_at[tid] - t0, disp[tid] - t0
-            if status == STATUS_OK:
-                code = DONE
-                sched.task_done(tid)
-                if keep[ts.sid] and value is not None:
-                    self.results[tid] = value
-                final = True
-            elif status == STATUS_CANCELLED:
-                code = CANCELLED
-                sched.cancel_running(tid)
-                final = True
-            else:
-                code = STATUS_TIMEDOUT if status == STATUS_TIMEOUT else FAILED
-                final = not sched.task_failed(tid)
-                if trace is not None and err is not None:
-                    trace.add_error(tid, attempt, err[3], err[4], err[0], err[1], err[2])
-                if final and len(self.failures) < 100:
-                    self.failures.append((wf.task_name(tid), err[0] if err else "?",
-                                          err[1] if err else "", err[3] if err else -1))
-                if final and self.fail_fast:
-                    self.request_stop(f"--fail-fast: task {wf.task_name(tid)} failed")
-                if err is not None:
-                    log.warning("task %s failed on rank %s (%s: %s)%s", wf.task_name(tid),
-                                err[3], err[0], err[1], "" if final else "; retrying")
-            if trace is not None:
-                s = started - o - t0
-                if s < d:
-                    s = d
-                e = s + dur
-                if e > recv:
-                    e = recv
-                    if s > e:
-                        s = e
-                w = gang[0]
-                trace.add((tid, ts.sid, tid - ts.offset, attempt, code, self.rank_of[w],
-                           len(gang), self.node_of[w], ts.cores, ts.gpus, created[tid], rdy, d,
-                           s, e, recv))
-            if callbacks:
-                ev = TaskEvent(tid, wf.task_name(tid), ts.name, code == DONE, value, err,
-                               final, recv)
-                for cb in callbacks:
-                    cb(ev)
+        except BaseException:
+            # a callback (or a bug) raised part-way: the rows of the tasks already
+            # marked done must still reach the trace, or a resume would run them again
+            if trace is not None and i >= 0:
+                stop = i + 1 if sched.state[tids[i]] == DONE and (
+                    other is None or i not in other) else i
+                self._keep_batch(tids[:stop], atts[:stop], starts[:stop], durs[:stop],
+                                 [k for k in other if k < stop] if other else None,
+                                 recv, w_src, off)
+            raise
         if trace is not None:
             if other is None:  # the common case, inline: four memory copies per message
                 self._b_tid += tids
@@ -481,6 +496,8 @@ class Master:
                     other: list[int] | None, recv: float, w: int, off: float) -> None:
         """Buffer the successful single-rank rows of a batch, all but the positions in
         ``other``, for the trace (the all-positions case is inline in _on_results)."""
+        if not len(tids):
+            return
         if other is not None:
             if len(other) == len(tids):
                 return

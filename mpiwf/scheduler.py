@@ -103,7 +103,12 @@ class Scheduler:
         self.state = bytearray()
         self.npend: list[int] = []
         self.ready_at = np.empty(0)
+        #: attempt number of each task's current try (absent: 0). A retry and a re-run
+        #: after a lost worker both take a new number, so a late report of the old try
+        #: is told apart from the new one's
         self.attempts: dict[int, int] = {}
+        #: attempts not charged to the task's retries (re-runs after a lost worker)
+        self.uncharged: dict[int, int] = {}
         self.running: dict[int, tuple[int, ...]] = {}
         # ---- per set
         self.s_n: list[int] = []
@@ -427,7 +432,7 @@ class Scheduler:
         self._free(tid)
         sid = self._sid(tid)
         att = self.attempts.get(tid, 0)
-        if att < self.s_retries[sid]:
+        if att - self.uncharged.get(tid, 0) < self.s_retries[sid]:
             self.attempts[tid] = att + 1
             self._set_state(tid, READY)
             self._push_ready(sid, tid, tid + 1, stamp=True)
@@ -442,7 +447,10 @@ class Scheduler:
 
     def requeue(self, tid: int) -> None:
         """Put a dispatched or running task back in the ready queue (its worker was
-        lost); the attempt counter is not charged."""
+        lost). It runs again as a new attempt (a late report of the lost one is then
+        ignored), not charged to the set's retries."""
+        self.attempts[tid] = self.attempts.get(tid, 0) + 1
+        self.uncharged[tid] = self.uncharged.get(tid, 0) + 1
         self._free(tid)
         self._set_state(tid, READY)
         self._push_ready(self._sid(tid), tid, tid + 1, stamp=True)

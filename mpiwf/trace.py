@@ -48,7 +48,7 @@ TASK_FIELDS: list[tuple[str, str, str]] = [
     ("task", "<i8", "task id, dense from 0 in the workflow"),
     ("set", "<i4", "task-set id (row of sets)"),
     ("index", "<i8", "index of the task in its set"),
-    ("attempt", "<i2", "0 for the first try, +1 per retry"),
+    ("attempt", "<i2", "0 for the first try, +1 per retry or re-run after a lost worker"),
     ("status", "<i1", "outcome: 4 done, 5 failed, 6 skipped, 7 cancelled (STATUS_NAMES)"),
     ("worker", "<i4", "rank of the worker that ran it (gang leader); -1 if it never ran"),
     ("nworkers", "<i4", "workers held by the task (its gang)"),
@@ -190,15 +190,18 @@ class TraceWriter:
             except OSError as exc:
                 raise TraceError(f"{path}: cannot create trace ({exc})") from None
             self.f.attrs["format"] = FORMAT
-            self.f.attrs["format_version"] = FORMAT_VERSION
             self.f.attrs["status_names"] = json.dumps(STATUS_NAMES)
-            self.f.attrs["task_fields"] = json.dumps(TASK_FIELDS)
+        # the root describes the newest run (a resumed format-1 trace is raised to
+        # this format; its older run groups, which lack the attribute, stay format 1)
+        self.f.attrs["format_version"] = FORMAT_VERSION
+        self.f.attrs["task_fields"] = json.dumps(TASK_FIELDS)
         runs = self.f.require_group("runs")
         self.run_index = len(runs)
         self.g = runs.create_group(str(self.run_index))
         self.f.attrs["nruns"] = self.run_index + 1
         a = self.g.attrs
         a["format_version"] = FORMAT_VERSION
+        a["task_fields"] = json.dumps(TASK_FIELDS)
         a["start_time"] = self.start_time
         a["start_iso"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start_time))
         a["complete"] = False
@@ -346,7 +349,12 @@ class TraceWriter:
         if not self.f.id.valid:
             return
         self.flush()
-        summary.setdefault("makespan", self.makespan)
+        if "makespan" not in summary:
+            if self.span[1] >= self.span[0] or not self.tasks.shape[0]:
+                summary["makespan"] = self.makespan
+            else:  # rows written to the dataset directly, not through this writer
+                t = self.tasks[:]
+                summary["makespan"] = float(t["ended"].max() - t["started"].min())
         for k, v in summary.items():
             self.set_attr(k, v)
         self.g.attrs["complete"] = bool(complete)
@@ -522,13 +530,27 @@ def _with_derived(stored: np.ndarray, sets: list[dict[str, Any]],
             out[n] = stored[n]
     if not len(stored):
         return out
-    info = {int(s["sid"]): (str(s["name"]).encode(), int(s["n"]) == 1) for s in sets}
-    sids, idx = stored["set"], stored["index"]
+    sids, idx = stored["set"].astype(np.int64), stored["index"]
+    nsid = max(int(sids.max()) + 1, max((int(s["sid"]) + 1 for s in sets), default=0))
+    # per set id: its name and whether it holds one task (a set missing from the
+    # table, which a damaged file may have, is named by its id)
+    set_names = [str(k).encode() for k in range(nsid)]
+    single = np.zeros(nsid, dtype=bool)
+    for s in sets:
+        set_names[int(s["sid"])] = str(s["name"]).encode()
+        single[int(s["sid"])] = int(s["n"]) == 1
     col = out["name"]
-    for sid in np.unique(sids).tolist():
-        m = sids == sid
-        name, single = info.get(sid, (str(sid).encode(), False))
-        col[m] = name[:64] if single else _index_names(name, idx[m]).astype("S64")
+    one = single[sids]  # one-task sets (every mpiwf.futures submit): a lookup
+    if one.any():
+        col[one] = np.array(set_names, dtype="S64")[sids[one]]
+    many = np.flatnonzero(~one)
+    if len(many):  # the rest one set at a time, each a slice of the rows sorted by set
+        order = many[np.argsort(sids[many], kind="stable")]
+        ss = sids[order]
+        cut = np.flatnonzero(np.diff(ss)) + 1
+        for part in np.split(order, cut):
+            name = set_names[int(sids[part[0]])]
+            col[part] = _index_names(name, idx[part]).astype("S64")
     hosts = {int(w["rank"]): str(w.get("host") or "").encode()[:64] for w in workers}
     ranks, inv = np.unique(stored["worker"], return_inverse=True)
     out["host"] = np.array([hosts.get(int(r), b"") for r in ranks.tolist()],

@@ -7,11 +7,12 @@ import time
 from collections import deque
 
 import numpy as np
+import pytest
 
 from mpiwf import Workflow
 from mpiwf.comm import QueueHub
 from mpiwf.local import run_threads
-from mpiwf.master import Master
+from mpiwf.master import Master, TaskEvent
 from mpiwf.protocol import STATUS_CANCELLED, STATUS_OK, Tag, setdef, unpack_results
 from mpiwf.resources import uniform_workers
 from mpiwf.scheduler import DONE, FAILED, Scheduler
@@ -227,32 +228,43 @@ def test_result_batches_travel_as_columns_and_round_trip() -> None:
     assert plain[5] is None and plain[6] is None  # null tasks: no per-row objects at all
 
 
+class _Ep:
+    """Rank 0's side of a transport that only records what it sends."""
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send(self, dest: int, tag: int, obj: object) -> None:
+        self.sent.append((dest, tag, obj))
+
+    def poll(self) -> None:
+        return None
+
+
+def _master(wf: Workflow, nworkers: int, path: str, **kw: object) -> tuple[Master, TraceWriter]:
+    """A master over a recording transport, its first decisions already sent."""
+    from mpiwf.config import Config
+
+    workers = uniform_workers(1, nworkers)
+    tw = TraceWriter(path, wf, workers)
+    m = Master(wf, Config(progress_interval=0), _Ep(), workers, tw, **kw)  # type: ignore[arg-type]
+    m.sched.now = time.time()  # what Master.run does first
+    m.sched.start()
+    m._dispatch()
+    return m, tw
+
+
 def test_a_mixed_batch_records_each_row_once(tmp_path) -> None:
     """Successful rows go to the trace as the batch's columns; a late copy is dropped,
     a failure gets its own row, and both kinds can share one message."""
-    from mpiwf.config import Config
     from mpiwf.protocol import pack_results
 
     wf = Workflow("mixed")
     wf.add_set("a", 6, "noop", duration=0.0, retries=1)
-    workers = uniform_workers(1, 1)
     path = str(tmp_path / "m.h5")
-    tw = TraceWriter(path, wf, workers)
-    sent: list = []
-
-    class Ep:
-        def send(self, dest: int, tag: int, obj: object) -> None:
-            sent.append((dest, tag, obj))
-
-        def poll(self) -> None:
-            return None
-
-    m = Master(wf, Config(progress_interval=0), Ep(), workers, tw)  # type: ignore[arg-type]
-    m.sched.now = time.time()  # what Master.run does first
-    m.sched.start()
-    m._dispatch()
+    m, tw = _master(wf, 1, path)
     assert sorted(m.sched.running) == list(range(6))
-    src = workers[0].rank
+    src = m.workers[0].rank
     now = time.time() + 0.001  # kernels start just after dispatch, end before receipt
     time.sleep(0.35)
     m._on_results(src, pack_results([
@@ -277,6 +289,59 @@ def test_a_mixed_batch_records_each_row_once(tmp_path) -> None:
         assert np.all(t[a] <= t[b]), (a, b)
     assert np.all(d["worker"] == src) and np.all(d["nworkers"] == 1)
     assert load(path).attrs["makespan"] > 0
+
+
+def test_a_raising_callback_keeps_the_rows_of_tasks_already_done(tmp_path) -> None:
+    """A completion callback that raises part-way through a batch: every task the
+    scheduler counts done has its trace row (a resume would run it again otherwise)."""
+    from mpiwf.protocol import pack_results
+
+    wf = Workflow("cb")
+    wf.add_set("a", 4, "noop", duration=0.0)
+    path = str(tmp_path / "c.h5")
+
+    def cb(ev: TaskEvent) -> None:
+        if ev.task == 2:
+            raise RuntimeError("callback failed")
+
+    m, tw = _master(wf, 1, path, callbacks=[cb])
+    now = time.time()
+    with pytest.raises(RuntimeError, match="callback failed"):
+        m._on_results(m.workers[0].rank, pack_results(
+            [(i, 0, STATUS_OK, now, 0.0, None, None) for i in range(4)]))
+    tw.close(complete=False)
+    t = load(path).tasks
+    assert m.sched.n_done == 3 and sorted(t["task"].tolist()) == [0, 1, 2]
+
+
+def test_a_lost_gang_member_reruns_the_task_as_a_new_attempt(tmp_path) -> None:
+    """A worker of a multi-rank task is lost after another member reported: the task
+    runs again as attempt 1 (not charged to its retries: it has none), the old
+    member's report is not counted for the new gang, and the new gang finishes it."""
+    from mpiwf.protocol import pack_results
+
+    wf = Workflow("gang")
+    wf.add_set("g", 1, "noop", ranks=2)  # retries=0
+    path = str(tmp_path / "g.h5")
+    m, tw = _master(wf, 3, path)
+    g1 = m.sched.running[0]
+    ranks = [w.rank for w in m.workers]
+    now = time.time()
+    m._on_results(ranks[g1[1]], pack_results([(0, 0, STATUS_OK, now, 0.001, None, None)]))
+    m.worker_lost(g1[0], "test")
+    m._dispatch()
+    g2 = m.sched.running[0]
+    assert m.sched.attempts[0] == 1 and g1[0] not in g2
+    # a late report of attempt 0 (the survivor of the old gang) is ignored
+    m._on_results(ranks[g1[1]], pack_results([(0, 0, STATUS_OK, now, 0.001, None, None)]))
+    assert 0 in m.sched.running and m.sched.n_done == 0
+    for w in g2:
+        m._on_results(ranks[w], pack_results([(0, 1, STATUS_OK, now, 0.001, None, None)]))
+    assert m.sched.n_done == 1 and not m.gang_reports
+    tw.close()
+    t = load(path).tasks
+    rows = sorted(zip(t["attempt"].tolist(), t["status"].tolist(), t["nworkers"].tolist()))
+    assert rows == [(0, 9, 2), (1, DONE, 2)]  # 9: lost
 
 
 def test_backoff_sleeps_briefly_while_hot_then_doubles(monkeypatch) -> None:

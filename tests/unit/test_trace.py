@@ -54,6 +54,27 @@ def test_simulated_trace_round_trip_and_metrics(tmp_path) -> None:
         assert all(g["tasks"].dtype[n].kind in "if" for n in ROW_DTYPE.names)
 
 
+def test_names_of_many_one_task_sets_and_a_big_set(tmp_path) -> None:
+    """Names are derived per set (one-task sets by a lookup: one set per futures
+    submit), whatever order the rows come in."""
+    path = str(tmp_path / "many.h5")
+    wf = Workflow("many")
+    for k in range(300):
+        wf.add_set(f"x{k}", 1, "sleep", (1.0,))
+    wf.add_set("m", 12, "sleep", (0.5,))
+    wf.add_set("L" * 70, 2, "sleep", (0.5,))  # a name cut at 64 bytes
+    workers = uniform_workers(1, 4)
+    tw = TraceWriter(path, wf, workers, {"mode": "async", "simulated": True})
+    simulate(wf, workers, trace=tw)
+    tw.close()
+    t = load(path).tasks
+    got = dict(zip(t["task"].tolist(), t["name"].tolist()))
+    assert got[0] == b"x0" and got[299] == b"x299"
+    assert [got[300 + i] for i in range(12)] == [f"m[{i}]".encode() for i in range(12)]
+    assert got[312] == b"L" * 64 and got[313] == b"L" * 64
+    assert set(t["host"].tolist()) == {b"node0000"}
+
+
 def test_format_1_rows_with_stored_names_still_load(tmp_path) -> None:
     path = str(tmp_path / "v1.h5")
     wf = small()
@@ -77,6 +98,19 @@ def test_format_1_rows_with_stored_names_still_load(tmp_path) -> None:
     assert tr.tasks["name"].tolist() == [b"old0", b"old1", b"old2"]  # as stored
     assert tr.tasks["host"].tolist() == [b"h1"] * 3
     assert summarize(tr)["makespan"] == pytest.approx(3.0)
+    # a resume appends a format-2 run: the root now describes the newest run, the
+    # old group (no attribute: format 1) still loads
+    tw = TraceWriter(path, wf, uniform_workers(1, 2), {"mode": "async", "simulated": True},
+                     append=True)
+    simulate(wf, uniform_workers(1, 2), trace=tw)
+    tw.close()
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 2 and "name" not in f.attrs["task_fields"]
+        assert "format_version" not in f["runs/0"].attrs
+        assert f["runs/1"].attrs["format_version"] == 2
+    assert load(path, run=0).tasks["name"].tolist() == [b"old0", b"old1", b"old2"]
+    assert load(path, run=1).tasks["name"].tolist() == [b"a[0]", b"a[1]", b"b"]
+    assert done_tasks(path) == {0, 1, 2}
 
 
 def test_killed_run_keeps_flushed_rows(tmp_path) -> None:
