@@ -123,7 +123,7 @@ class _Request:
     ranks: int
     cores: int
     gpus: int
-    duration: float
+    duration: float | None
     retries: int
     timeout: float | None
     lookahead: float
@@ -152,8 +152,8 @@ class Executor:
 
     # ------------------------------------------------------------------ driver side
     def submit(self, kernel: str, *args: Any, after: Sequence[Future] = (), n: int = 1,
-               ranks: int = 1, cores: int = 1, gpus: int = 0, duration: float = 0.0,
-               name: str | None = None, kwargs: dict[str, Any] | None = None,
+               ranks: int = 1, cores: int = 1, gpus: int = 0,
+               duration: float | None = None, name: str | None = None, kwargs: dict[str, Any] | None = None,
                retries: int = 0, timeout: float | None = None,
                lookahead: float = 0.0) -> Future:
         """Add a set of ``n`` tasks running ``kernel(*args, **kwargs)`` to the run.
@@ -167,7 +167,10 @@ class Executor:
             ranks: MPI ranks per task.
             cores: cores per task.
             gpus: GPUs per task.
-            duration: estimated seconds per task (critical-path priority).
+            duration: estimated seconds per task (critical-path priority, and whether
+                its tasks are short enough to be queued on a busy worker). By default
+                the first argument of ``sleep`` and ``spin``, else 0 (unknown: short),
+                as in :meth:`mpiwf.workflow.Workflow.add_set`.
             name: the set's name (default ``<kernel>-<k>``); must be unique.
             kwargs: keyword arguments of the kernel.
             retries: times a failed task is tried again.

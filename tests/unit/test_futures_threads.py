@@ -101,3 +101,22 @@ def test_a_stop_settles_a_half_cancelled_set() -> None:
     s, out = drive(main, nworkers=2)
     assert "error" not in out, out
     assert out["value"] == "ok" and (s.done, s.cancelled) == (2, 2)
+
+
+def test_submitted_sets_estimate_durations_like_add_set() -> None:
+    """Without ``duration``, a submitted ``sleep`` is estimated by its argument (as in
+    Workflow.add_set): a long task is not taken for a short one, so short tasks are
+    not queued behind it on a busy worker."""
+    sets: dict = {}
+
+    def main(ex: fx.Executor) -> None:
+        z = ex.submit("sleep", 0.2, name="long")
+        s = ex.submit("sleep", 0.01, n=2, name="short")
+        t = ex.submit("noop", name="unknown")
+        u = ex.submit("noop", duration=0.5, name="given")
+        fx.wait([z, s, t, u], timeout=30)
+        sets.update({ts.name: ts.duration for ts in ex.wf.sets})
+
+    s, out = drive(main, nworkers=2)
+    assert "error" not in out and s.ok
+    assert sets == {"long": 0.2, "short": 0.01, "unknown": 0.0, "given": 0.5}
