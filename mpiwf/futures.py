@@ -153,7 +153,8 @@ class Executor:
     # ------------------------------------------------------------------ driver side
     def submit(self, kernel: str, *args: Any, after: Sequence[Future] = (), n: int = 1,
                ranks: int = 1, cores: int = 1, gpus: int = 0,
-               duration: float | None = None, name: str | None = None, kwargs: dict[str, Any] | None = None,
+               duration: float | None = None, name: str | None = None,
+               kwargs: dict[str, Any] | None = None,
                retries: int = 0, timeout: float | None = None,
                lookahead: float = 0.0) -> Future:
         """Add a set of ``n`` tasks running ``kernel(*args, **kwargs)`` to the run.
