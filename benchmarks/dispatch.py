@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--futures-sets", type=int, default=20, help="layers for futures' DAG")
     p.add_argument("--spin-seconds", type=float, default=0.5,
                    help="ideal wall time of each spin case (sets its task count)")
-    p.add_argument("--repeat", type=int, default=5,
+    p.add_argument("--repeat", type=int, default=9,
                    help="trace on/off pairs (medians are reported)")
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     p.add_argument("--no-futures", action="store_true", help="mpiwf cases only")
@@ -279,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"on: {', '.join(f'{x:.2f}' for x in cpu_on)}")
             print(f"trace_cpu_overhead={c_on / c_off - 1:+.3f}  (rank 0 CPU per task, median "
                   f"on/off = {c_on:.2f}/{c_off:.2f} us)")
+            pair = statistics.median(x / y for x, y in zip(on, off) if y > 0)
             print(f"trace_overhead={1 - m_on / m_off:+.3f}  (wall rate, median on/off = "
-                  f"{m_on:.0f}/{m_off:.0f} tasks/s)")
+                  f"{m_on:.0f}/{m_off:.0f} tasks/s; median of the {len(on)} pairs' own "
+                  f"ratios: {1 - pair:+.3f})")
             print(f"mem_per_task_bytes={mem:.0f}  (rank 0 peak RSS growth / tasks, "
                   f"{a.tasks} null tasks, trace on, after a warm-up run)")
             print(f"mpiwf_null_median={r_med:.0f}  (tasks/s, {len(on) + 1} trace-on runs)")
