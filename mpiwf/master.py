@@ -479,23 +479,14 @@ class Master:
                                  recv, w_src, off)
             raise
         if trace is not None:
-            if other is None:  # the common case, inline: four memory copies per message
-                self._b_tid += tids
-                self._b_att += atts
-                self._b_start += starts
-                self._b_dur += durs
-                self._b_msgs.append((len(tids), recv, w_src, off))
-                if len(self._b_tid) >= ROWS_PER_FLUSH:
-                    trace.flush()
-            else:
-                self._keep_batch(tids, atts, starts, durs, other, recv, w_src, off)
+            self._keep_batch(tids, atts, starts, durs, other, recv, w_src, off)
         if len(wf.sets) > nsets:
             self._sets_added(nsets)
 
     def _keep_batch(self, tids: Any, atts: Any, starts: Any, durs: Any,
                     other: list[int] | None, recv: float, w: int, off: float) -> None:
-        """Buffer the successful single-rank rows of a batch, all but the positions in
-        ``other``, for the trace (the all-positions case is inline in _on_results)."""
+        """Buffer the successful single-rank rows of a batch for the trace: all but the
+        positions in ``other`` (usually none: four memory copies per message)."""
         if not len(tids):
             return
         if other is not None:
