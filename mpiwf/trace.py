@@ -66,7 +66,7 @@ TASK_FIELDS: list[tuple[str, str, str]] = [
 #: workers tables for format 2.
 DERIVED_FIELDS: list[tuple[str, str, str]] = [
     ("name", "S64", "task name: 'set' or 'set[i]' (UTF-8, cut at 64 bytes)"),
-    ("host", "S64", "host name of the worker (UTF-8, cut at 64 bytes); empty if it never ran"),
+    ("host", "S64", "host of the worker (UTF-8, cut at 64 bytes); empty if its rank is unknown"),
 ]
 #: A stored row (the ``tasks`` dataset; what writers append).
 ROW_DTYPE = np.dtype([(n, t) for n, t, _ in TASK_FIELDS])
