@@ -7,14 +7,19 @@ import signal
 import time
 
 
-def die_once(marker: str, seconds: float = 0.0) -> int:
-    """SIGKILL this process the first time (creating ``marker``); later just sleep."""
+def _signal_once(marker: str, sig: int, seconds: float) -> int:
+    """Send ``sig`` to this process the first time (creating ``marker``); later sleep."""
     if not os.path.exists(marker):
         with open(marker, "w") as fh:
             fh.write(str(os.getpid()))
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), sig)
     time.sleep(seconds)
     return os.getpid()
+
+
+def die_once(marker: str, seconds: float = 0.0) -> int:
+    """SIGKILL this process the first time (creating ``marker``); later just sleep."""
+    return _signal_once(marker, signal.SIGKILL, seconds)
 
 
 def busy_python(seconds: float) -> int:
@@ -46,9 +51,4 @@ def launcher_env() -> list[str]:
 
 def stop_once(marker: str, seconds: float = 0.0) -> int:
     """SIGSTOP this process the first time (a hung worker: alive, silent); later sleep."""
-    if not os.path.exists(marker):
-        with open(marker, "w") as fh:
-            fh.write(str(os.getpid()))
-        os.kill(os.getpid(), signal.SIGSTOP)
-    time.sleep(seconds)
-    return os.getpid()
+    return _signal_once(marker, signal.SIGSTOP, seconds)

@@ -269,6 +269,20 @@ def test_dry_run_refuses_missing_spec(name: str, sandbox: dict) -> None:
         "mpiwf" not in c for c in read_calls(sandbox["log"]))
 
 
+def _helper_choices(script: str, rank_var: str, size_var: str, out_var: str,
+                    local_size: int) -> list[str]:
+    """What an affinity helper exports as ``out_var`` for each node-local rank."""
+    got = []
+    for rank in range(local_size):
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               rank_var: str(rank), size_var: str(local_size)}
+        out = subprocess.run(
+            [str(JOBSCRIPTS / script), "bash", "-c", f'printf %s "${out_var}"'],
+            env=env, capture_output=True, text=True, check=True).stdout
+        got.append(out)
+    return got
+
+
 @pytest.mark.parametrize(
     ("local_size", "expected"),
     [(4, [3, 2, 1, 0]),
@@ -276,16 +290,9 @@ def test_dry_run_refuses_missing_spec(name: str, sandbox: dict) -> None:
      (32, [3] * 8 + [2] * 8 + [1] * 8 + [0] * 8)],
 )
 def test_polaris_helper_gpu_choice(local_size: int, expected: list[int]) -> None:
-    got = []
-    for rank in range(local_size):
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-               "PMI_LOCAL_RANK": str(rank), "PMI_LOCAL_SIZE": str(local_size)}
-        out = subprocess.run(
-            [str(JOBSCRIPTS / "set_affinity_gpu_polaris.sh"), "bash", "-c",
-             'printf %s "$CUDA_VISIBLE_DEVICES"'],
-            env=env, capture_output=True, text=True, check=True).stdout
-        got.append(int(out))
-    assert got == expected
+    got = _helper_choices("set_affinity_gpu_polaris.sh", "PMI_LOCAL_RANK", "PMI_LOCAL_SIZE",
+                          "CUDA_VISIBLE_DEVICES", local_size)
+    assert [int(x) for x in got] == expected
 
 
 @pytest.mark.parametrize(
@@ -294,13 +301,6 @@ def test_polaris_helper_gpu_choice(local_size: int, expected: list[int]) -> None
      (2, ["0.0", "3.0"])],
 )
 def test_aurora_helper_tile_choice(local_size: int, expected: list[str]) -> None:
-    got = []
-    for rank in range(local_size):
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-               "PALS_LOCAL_RANKID": str(rank), "PALS_LOCAL_SIZE": str(local_size)}
-        out = subprocess.run(
-            [str(JOBSCRIPTS / "set_affinity_gpu_aurora.sh"), "bash", "-c",
-             'printf %s "$ZE_AFFINITY_MASK"'],
-            env=env, capture_output=True, text=True, check=True).stdout
-        got.append(out)
+    got = _helper_choices("set_affinity_gpu_aurora.sh", "PALS_LOCAL_RANKID", "PALS_LOCAL_SIZE",
+                          "ZE_AFFINITY_MASK", local_size)
     assert got == expected
