@@ -4,7 +4,8 @@
 # Steps: GPU tests (tests/gpu), mpiwf doctor with 4 workers sharing one GPU, a run of
 # GPU/CPU/exec tasks on those 4 ranks (trace checked), the multi-rank MPI tests at 4
 # ranks, GPU kernel timings against the card's measured GEMM peak, and the dispatch
-# benchmark on all cores (NP_DISPATCH, default 16; SKIP_DISPATCH=1 skips it). A short table
+# benchmark on all cores (NP_DISPATCH, default 16; DISPATCH_ARGS, e.g. --repeat 5;
+# SKIP_DISPATCH=1 skips it). A short table
 # is printed last; the exit status is 0 only when no step failed.
 # Environment: PY (default python3), MPIEXEC (default mpiexec), OUT (output folder,
 # default a new temporary one), MIX_SPEC (the run's spec, default
@@ -153,7 +154,7 @@ fi
 NP_DISPATCH=${NP_DISPATCH:-16}
 if [ "${SKIP_DISPATCH:-0}" != 1 ]; then
     if step dispatch 420 "$MPIEXEC" -n "$NP_DISPATCH" --bind-to core "$PY" \
-            benchmarks/dispatch.py; then
+            benchmarks/dispatch.py ${DISPATCH_ARGS:-}; then
         row "dispatch x$NP_DISPATCH" PASS "$(grep -E '^(mpiwf_null_median|ratio_vs_futures|METG_us|trace_overhead|trace_cpu_overhead|dag_vs_null)=' \
             "$OUT/dispatch.log" | cut -d' ' -f1 | tr '\n' ' ')"
     else
