@@ -199,11 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     tmp = comm.bcast(tempfile.mkdtemp(prefix="mpiwf-bench-") if rank == 0 else None, root=0)
     out = Table(rank)
     if rank == 0:
-        import mpi4py
+        from mpiwf.runner import mpi_versions
 
-        lib = MPI.Get_library_version().strip().splitlines()[0]
+        v = mpi_versions()
         print(f"# ranks={size} workers={workers} cpus={os.cpu_count()} "
-              f"mpi4py={mpi4py.__version__} mpi={lib}", flush=True)
+              f"mpi4py={v['mpi4py']} mpi={v['mpi_library']}", flush=True)
     try:
         # -- independent null tasks (the headline) and rank 0's memory per task,
         # after a warm-up run (imports, h5py, first MPI messages)

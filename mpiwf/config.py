@@ -25,6 +25,8 @@ ENV_FIELDS = {
     "MPIWF_SHORT_TASK": "short_task",
     "MPIWF_HEARTBEAT": "heartbeat",
     "MPIWF_HEARTBEAT_TIMEOUT": "heartbeat_timeout",
+    "MPIWF_RESULT_BATCH": "result_batch",
+    "MPIWF_RESULT_FLUSH": "result_flush",
 }
 
 
@@ -80,6 +82,9 @@ class Config:
         validate: check the scheduler's invariants after every event (slow; tests).
         heartbeat: seconds between a worker's heartbeats to rank 0 (0: none).
         heartbeat_timeout: a worker silent this long (no heartbeat) is lost.
+        result_batch: a worker sends its results once this many are waiting.
+        result_flush: a worker sends its results once the kernels run since its last
+            send took this long (seconds of their own durations).
     """
 
     mode: str = "async"
@@ -98,15 +103,19 @@ class Config:
     validate: bool = False
     heartbeat: float = 5.0
     heartbeat_timeout: float = 120.0
+    result_batch: int = 16
+    result_flush: float = 0.002
 
     def __post_init__(self) -> None:
         parse_mode(self.mode)
         if self.prefetch < 0:
             raise SpecError("prefetch", f"must be >= 0, got {self.prefetch}")
-        if self.batch < 1:
-            raise SpecError("batch", f"must be >= 1, got {self.batch}")
+        for name in ("batch", "result_batch"):
+            if getattr(self, name) < 1:
+                raise SpecError(name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("lookahead", "short_task", "poll_spin", "poll_max_sleep", "poll_hot",
-                     "trace_flush", "progress_interval", "heartbeat", "heartbeat_timeout"):
+                     "trace_flush", "progress_interval", "heartbeat", "heartbeat_timeout",
+                     "result_flush"):
             if getattr(self, name) < 0:
                 raise SpecError(name, f"must be >= 0, got {getattr(self, name)}")
         if not self.time_scale > 0:

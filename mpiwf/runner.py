@@ -182,7 +182,8 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         old_sig = _ignore_signals()
         beat = _Heartbeat(ep, cfg.heartbeat) if cfg.heartbeat > 0 else None
         try:
-            Worker(ep, ex, backoff=_backoff(cfg)).run()
+            Worker(ep, ex, result_flush=cfg.result_flush, max_batch=cfg.result_batch,
+                   backoff=_backoff(cfg)).run()
         finally:
             if beat is not None:
                 beat.stop()

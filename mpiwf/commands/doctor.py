@@ -160,7 +160,8 @@ def render(rows: list[Row]) -> str:
 
 
 def gather(comm: Any, bind: Any) -> dict[str, Any] | None:
-    """Collective: discover, plan and apply the binding; the report on rank 0."""
+    """Collective: discover, plan and apply the binding (undone before it returns); the
+    report on rank 0."""
     import os
 
     from .. import binding
@@ -184,6 +185,7 @@ def gather(comm: Any, bind: Any) -> dict[str, Any] | None:
         binding.apply(mine)
     after = {"affinity": binding.affinity(), "omp": os.environ.get("OMP_NUM_THREADS"),
              "cvd": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    binding.release()  # a report, not a run: the process is left as it was found
     bound = comm.gather(after, root=0)
     if comm.Get_rank() != 0:
         return None

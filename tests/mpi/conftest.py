@@ -1,11 +1,13 @@
 """MPI test tier: run under ``mpiexec -n N python -m mpi4py -m pytest tests/mpi``.
 
 Every rank runs every test (the runs are collective); rank 0 asserts on the results.
-Ranks other than 0 print nothing, so the output is one pytest report.
+Ranks other than 0 print nothing, so the output is one pytest report
+(``MPIWF_TEST_ALL_RANKS=1`` lets every rank report: a failure on a worker rank).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from mpi4py import MPI
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Only rank 0 reports; a failure on any rank still aborts the job (mpi4py -m)."""
-    if MPI.COMM_WORLD.Get_rank() != 0:
+    if MPI.COMM_WORLD.Get_rank() != 0 and os.environ.get("MPIWF_TEST_ALL_RANKS") != "1":
         rep = config.pluginmanager.getplugin("terminalreporter")
         if rep is not None:
             config.pluginmanager.unregister(rep)

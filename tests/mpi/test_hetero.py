@@ -182,7 +182,10 @@ def test_executables_write_output_and_map_exit_status(comm: MPI.Comm, shared_dir
 
 
 def test_doctor_reports_every_rank(comm: MPI.Comm) -> None:
+    before = (sorted(os.sched_getaffinity(0)), os.environ.get("OMP_NUM_THREADS"))
     rep = doctor.gather(comm, Layout())
+    # a report binds nothing for good: the next run discovers the machine as it was
+    assert (sorted(os.sched_getaffinity(0)), os.environ.get("OMP_NUM_THREADS")) == before
     if comm.Get_rank() != 0:
         assert rep is None
         return
