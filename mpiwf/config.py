@@ -89,7 +89,7 @@ class Config:
 
     mode: str = "async"
     prefetch: int = 4
-    batch: int = 64
+    batch: int = 256
     lookahead: float = 0.01
     short_task: float = 0.05
     poll_spin: float = 50e-6
@@ -103,7 +103,7 @@ class Config:
     validate: bool = False
     heartbeat: float = 5.0
     heartbeat_timeout: float = 120.0
-    result_batch: int = 16
+    result_batch: int = 64
     result_flush: float = 0.002
 
     def __post_init__(self) -> None:

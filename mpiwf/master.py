@@ -312,50 +312,61 @@ class Master:
 
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self) -> int:
-        decisions = self.sched.schedule()
-        if not decisions:
+        runs = self.sched.schedule_runs()
+        if not runs:
             return 0
         now = time.time()
         disp = self.dispatched.a
-        per: dict[int, list[Any]] = {}
+        # per worker: the sets its tasks belong to, and the task messages
+        per: dict[int, tuple[set[int], list[Any]]] = {}
         wf = self.wf
         attempts = self.sched.attempts
         lo = hi = 0
         ts: Any = None
         plain = False
-        for tid, gang in decisions:
-            disp[tid] = now
-            if not lo <= tid < hi:  # most decisions come in runs of one set
-                ts = wf.set_of(tid)
+        count = 0
+        for a, b, gang in runs:
+            count += b - a
+            if not lo <= a < hi:  # the tasks of a run are of one set
+                ts = wf.set_of(a)
                 lo, hi = ts.offset, ts.offset + ts.n
                 plain = not ts.inputs and ts.ranks == 1
+            if b - a == 1:
+                disp[a] = now
+            else:
+                disp[a:b] = now
             if plain:
-                # the common case travels as a bare id (see protocol.TaskMsg)
-                att = attempts.get(tid, 0) if attempts else 0
-                msg: Any = (tid, att, None, None) if att else tid
-                lst = per.get(gang[0])
-                if lst is None:
-                    per[gang[0]] = lst = []
-                lst.append((ts.sid, msg))
+                # the common case travels as bare ids (see protocol.TaskMsg)
+                ent = per.get(gang[0])
+                if ent is None:
+                    per[gang[0]] = ent = (set(), [])
+                ent[0].add(ts.sid)
+                if not attempts:
+                    ent[1].extend(range(a, b))
+                    continue
+                for tid in range(a, b):
+                    att = attempts.get(tid, 0)
+                    ent[1].append((tid, att, None, None) if att else tid)
                 continue
-            inputs = self._inputs(tid) if ts.inputs else None
-            ranks = tuple(self.rank_of[w] for w in gang) if ts.ranks > 1 else None
-            msg = (tid, attempts.get(tid, 0), ranks, inputs)
-            targets = gang if ranks is not None else gang[:1]
-            for w in targets:
-                lst = per.get(w)
-                if lst is None:
-                    per[w] = lst = []
-                lst.append((ts.sid, msg))
-        for w, items in per.items():
+            for tid in range(a, b):
+                inputs = self._inputs(tid) if ts.inputs else None
+                ranks = tuple(self.rank_of[w] for w in gang) if ts.ranks > 1 else None
+                msg = (tid, attempts.get(tid, 0), ranks, inputs)
+                for w in (gang if ranks is not None else gang[:1]):
+                    ent = per.get(w)
+                    if ent is None:
+                        per[w] = ent = (set(), [])
+                    ent[0].add(ts.sid)
+                    ent[1].append(msg)
+        for w, (sids, msgs) in per.items():
             sent = self.sent_sets[w]
+            new = sids - sent
             defs = []
-            for sid, _m in items:
-                if sid not in sent:
-                    sent.add(sid)
-                    defs.append(setdef(wf.sets[sid]))
-            self.ep.send(self.rank_of[w], Tag.TASKS, (defs, [m for _s, m in items]))
-        return len(decisions)
+            if new:
+                sent |= new
+                defs = [setdef(wf.sets[sid]) for sid in sorted(new)]
+            self.ep.send(self.rank_of[w], Tag.TASKS, (defs, msgs))
+        return count
 
     # ------------------------------------------------------------------ results
     def _on_results(self, src: int, batch: Any) -> None:
@@ -383,6 +394,13 @@ class Master:
         # done is final, so their created/ready/dispatched times cannot change any
         # more). Every other position is listed in `other`: a late copy (not
         # recorded) or a row built one by one (failures, cancels, gangs).
+        if (not callbacks and values is None and errors is None and not attempts
+                and not any(stats) and not any(atts) and sched.tasks_done(tids, w_src)):
+            # the common case in one step: first attempts, all successful, no values,
+            # one set, run on this worker alone (Scheduler.tasks_done checks the rest)
+            if trace is not None:
+                self._keep_batch(tids, atts, starts, durs, None, recv, w_src, off)
+            return
         other: list[int] | None = None
         lo = hi = 0
         ts: Any = None

@@ -42,6 +42,7 @@ from .workflow import DEP_ALL, DEP_ONE, Workflow
 
 # Task states (one byte each).
 PENDING, READY, DISPATCHED, RUNNING, DONE, FAILED, SKIPPED, CANCELLED = range(8)
+_DISPATCHED = bytes((DISPATCHED,))
 STATE_NAMES = ("pending", "ready", "dispatched", "running", "done", "failed", "skipped",
                "cancelled")
 TERMINAL = frozenset((DONE, FAILED, SKIPPED, CANCELLED))
@@ -148,6 +149,7 @@ class Scheduler:
         self.short_mode = [False] * len(self.workers)
         self.w_cap = [0] * len(self.workers)  # window of a worker in short mode
         self.lost = [False] * len(self.workers)
+        self.n_lost = 0
         nn = len(nodes)
         self.idle_cpu: list[list[int]] = [[] for _ in range(nn)]
         self.idle_gpu: list[list[int]] = [[] for _ in range(nn)]
@@ -345,11 +347,21 @@ class Scheduler:
             ``(task id, gang)`` pairs; ``gang[0]`` is the leader that runs the task,
             the others are held for it. Each task is now ``dispatched``.
         """
-        out: list[tuple[int, tuple[int, ...]]] = []
+        return [(t, g) for lo, hi, g in self.schedule_runs() for t in range(lo, hi)]
+
+    def schedule_runs(self) -> list[tuple[int, int, tuple[int, ...]]]:
+        """:meth:`schedule` in runs: ``(lo, hi, gang)`` places tasks ``lo..hi-1`` (of
+        one set) on ``gang``. Short tasks go to a worker several at a time (its fair
+        share of the ready tasks, up to its window), so rank 0's cost is per run,
+        not per task."""
+        out: list[tuple[int, int, tuple[int, ...]]] = []
         if not self.n_ready:
             return out
         heaps = self.cls_heap
         blocked: set[int] = set()
+        # a worker's share of the ready tasks (short tasks are placed a share at a
+        # time, so a few ready tasks still spread over the workers)
+        share = max(1, self.n_ready // max(1, len(self.workers) - self.n_lost))
         while self.n_ready:
             best = -1
             bkey: tuple[float, int, int] | None = None
@@ -360,26 +372,41 @@ class Scheduler:
                 break
             sid = bkey[2]
             rq = self.s_ready[sid]
-            place = self._place_short if self.cls_key[best][3] else self._place
+            short = self.cls_key[best][3]
+            place, place_short = self._place, self._place_short
             running, state, validate = self.running, self.state, self.validate
             taken = 0
             while rq:
-                gang = place(best)
-                if gang is None:
-                    blocked.add(best)
-                    break
                 rng = rq[0]
                 tid = rng[0]
-                rng[0] = tid + 1
-                if rng[0] == rng[1]:
+                if short:
+                    placed = place_short(best, min(rng[1] - tid, share))
+                    if placed is None:
+                        blocked.add(best)
+                        break
+                    gang, m = placed
+                else:
+                    one = place(best)
+                    if one is None:
+                        blocked.add(best)
+                        break
+                    gang, m = one, 1
+                end = tid + m
+                rng[0] = end
+                if end == rng[1]:
                     rq.popleft()
                 if validate:
-                    self._set_state(tid, DISPATCHED)
-                else:  # ready ranges hold only READY tasks (an invariant validate checks)
+                    for t in range(tid, end):
+                        self._set_state(t, DISPATCHED)
+                        running[t] = gang
+                elif m == 1:  # ready ranges hold only READY tasks (validate checks it)
                     state[tid] = DISPATCHED
-                running[tid] = gang
-                out.append((tid, gang))
-                taken += 1
+                    running[tid] = gang
+                else:
+                    state[tid:end] = _DISPATCHED * m
+                    running.update(dict.fromkeys(range(tid, end), gang))
+                out.append((tid, end, gang))
+                taken += m
             self.n_ready -= taken
             if not rq:
                 heapq.heappop(heaps[best])
@@ -419,6 +446,50 @@ class Scheduler:
         self._terminal(sid)
         if self.validate:
             self._check()
+
+    def tasks_done(self, tids: Sequence[int], w: int) -> bool:
+        """Many successful tasks at once, all of one set and all run on worker ``w``
+        alone: the same as :meth:`task_done` for each, in one step (one results
+        message of null tasks is 64 of them).
+
+        Returns:
+            ``False``, with nothing changed, when the fast path does not apply (the
+            tasks span sets, have one-to-one or per-task dependents, one is not
+            running on ``w`` alone, or ``validate`` is on); call :meth:`task_done`
+            for each then.
+        """
+        n = len(tids)
+        if not n or self.validate or self.edge_children:
+            return False
+        lo, hi = min(tids), max(tids)
+        sid = self._sid(lo)
+        if not hi < self._sid_hi or self.s_children_one[sid]:
+            return False
+        get, state = self.running.get, self.state
+        for t in tids:
+            g = get(t)
+            if g is None or len(g) != 1 or g[0] != w or (state[t] != DISPATCHED
+                                                         and state[t] != RUNNING):
+                return False
+        if len(set(tids)) != n:
+            return False  # a duplicate would be freed twice
+        pop = self.running.pop
+        for t in tids:
+            pop(t)
+            state[t] = DONE
+        if not self.lost[w]:
+            ld = self.load[w] - n
+            self.load[w] = ld
+            if ld == 0:
+                if self.short_mode[w]:
+                    self.short_mode[w] = False
+                    self.room[self.w_kind[w]].pop(w, None)
+                self._to_idle(w)
+            elif self.short_mode[w] and ld < self.w_cap[w]:
+                self.room[self.w_kind[w]][w] = None
+        self.n_done += n
+        self._terminal(sid, n)
+        return True
 
     def task_failed(self, tid: int) -> bool:
         """The task raised, timed out or was lost for good.
@@ -468,6 +539,7 @@ class Scheduler:
         for t in hit:
             self.requeue(t)
         self.lost[w] = True
+        self.n_lost += 1
         nd = self.w_node[w]
         lst = (self.idle_gpu if self.w_gpus[w] else self.idle_cpu)[nd]
         if w in lst:
@@ -656,10 +728,12 @@ class Scheduler:
             return fc >= r and fcores >= cores and fg >= gpus
         return False
 
-    def _place_short(self, c: int) -> tuple[int, ...] | None:
+    def _place_short(self, c: int, want: int = 1) -> tuple[tuple[int, ...], int] | None:
+        """Place up to ``want`` short tasks of class ``c`` on one worker: the gang and
+        how many it took (at least 1), or None."""
         _, cores, gpus, _ = self.cls_key[c]
         capc = self.cls_cap[c]
-        wc, wg, load, w_cap = self.w_cores, self.w_gpus, self.load, self.w_cap
+        wc, wg, load = self.w_cores, self.w_gpus, self.load
         # CPU work: idle CPU worker, then a CPU worker with room, then GPU workers.
         order = ((1, True), (1, False)) if gpus else \
             ((0, True), (0, False), (1, True), (1, False))
@@ -670,25 +744,13 @@ class Scheduler:
                     if lst and wc[lst[-1]] >= cores and wg[lst[-1]] >= gpus:
                         w = lst.pop()
                         self._take_idle(w)
-                        load[w] = 1
-                        w_cap[w] = capc
-                        if capc > 1:
-                            self.short_mode[w] = True
-                            self.room[kind][w] = None
-                        return (w,)
+                        return (w,), self._fill_idle(w, kind, capc, want)
                     break  # fast path: the first node with idle workers only
             else:
                 room = self.room[kind]
                 for w in room:
                     if wc[w] >= cores and wg[w] >= gpus and load[w] < capc:
-                        ld = load[w] + 1
-                        load[w] = ld
-                        if capc < w_cap[w]:
-                            w_cap[w] = capc
-                        del room[w]
-                        if ld < w_cap[w]:
-                            room[w] = None  # to the back: round robin
-                        return (w,)
+                        return (w,), self._fill_room(w, room, capc, want)
                     break
         # slow path: any idle worker of any node that covers the request
         for nd in list(self.idle_nodes):
@@ -698,24 +760,38 @@ class Scheduler:
                     if wc[w] >= cores and wg[w] >= gpus:
                         lst.pop(i)
                         self._take_idle(w)
-                        load[w] = 1
-                        w_cap[w] = capc
-                        if capc > 1:
-                            self.short_mode[w] = True
-                            self.room[self.w_kind[w]][w] = None
-                        return (w,)
+                        return (w,), self._fill_idle(w, self.w_kind[w], capc, want)
         for kind in ((1,) if gpus else (0, 1)):
-            for w in self.room[kind]:
+            room = self.room[kind]
+            for w in room:
                 if wc[w] >= cores and wg[w] >= gpus and load[w] < capc:
-                    ld = load[w] + 1
-                    load[w] = ld
-                    if capc < w_cap[w]:
-                        w_cap[w] = capc
-                    del self.room[kind][w]
-                    if ld < w_cap[w]:
-                        self.room[kind][w] = None
-                    return (w,)
+                    return (w,), self._fill_room(w, room, capc, want)
         return None
+
+    def _fill_idle(self, w: int, kind: int, capc: int, want: int) -> int:
+        """An idle worker takes up to ``want`` short tasks (its window ``capc``)."""
+        m = min(want, capc)
+        self.load[w] = m
+        self.w_cap[w] = capc
+        if capc > 1:
+            self.short_mode[w] = True
+            if m < capc:
+                self.room[kind][w] = None
+        return m
+
+    def _fill_room(self, w: int, room: dict[int, None], capc: int, want: int) -> int:
+        """A worker with room takes up to ``want`` more, then goes to the back of the
+        room queue (round robin) if it still has room."""
+        load, w_cap = self.load, self.w_cap
+        if capc < w_cap[w]:
+            w_cap[w] = capc
+        m = max(1, min(want, w_cap[w] - load[w]))
+        ld = load[w] + m
+        load[w] = ld
+        del room[w]
+        if ld < w_cap[w]:
+            room[w] = None
+        return m
 
     def _place(self, c: int) -> tuple[int, ...] | None:
         r, cores, gpus, _ = self.cls_key[c]
@@ -850,11 +926,11 @@ class Scheduler:
         if run >= 0:
             self._eligible(sid, run, a + n)
 
-    def _terminal(self, sid: int) -> None:
-        self.n_terminal += 1
-        self.s_left[sid] -= 1
+    def _terminal(self, sid: int, n: int = 1) -> None:
+        self.n_terminal += n
+        self.s_left[sid] -= n
         st = self.s_stage[sid]
-        self.stage_left[st] -= 1
+        self.stage_left[st] -= n
         if self.s_left[sid] == 0 and not self.s_dead[sid]:
             for c in self.s_children_all[sid]:
                 self.s_wait[c] -= 1

@@ -169,7 +169,7 @@ class Worker:
     """
 
     def __init__(self, endpoint: Endpoint, executor: Executor, result_flush: float = 0.002,
-                 max_batch: int = 16, backoff: Backoff | None = None) -> None:
+                 max_batch: int = 64, backoff: Backoff | None = None) -> None:
         self.ep = endpoint
         self.ex = executor
         self.result_flush = result_flush

@@ -59,9 +59,13 @@ def test_deep_window_fills_round_robin_and_refills() -> None:
     assert len(first) == 3 * 65
     per = np.bincount([g[0] for _t, g in first], minlength=3)
     assert per.tolist() == [65, 65, 65]
-    # tasks go out in id order, and each worker's share is interleaved (round robin)
+    # tasks go out in id order, each worker's share as one run (one message)
     assert [t for t, _g in first] == list(range(195))
-    assert len({g[0] for _t, g in first[:3]}) == 3
+    s2 = _sched(wf)
+    s2.start()
+    runs = s2.schedule_runs()
+    assert [(a, b) for a, b, _g in runs] == [(0, 65), (65, 130), (130, 195)]
+    assert len({g for _a, _b, g in runs}) == 3
     for t, _g in first[:16]:
         s.task_done(t)
     again = s.schedule()
@@ -375,3 +379,72 @@ def test_backoff_sleeps_briefly_while_hot_then_doubles(monkeypatch) -> None:
     slept.clear()
     b.wait()
     assert slept == [50e-6]  # a new stretch is hot again
+
+
+def test_a_few_ready_tasks_spread_over_the_workers() -> None:
+    wf = Workflow()
+    wf.add_set("null", 7, "noop", duration=0.0)
+    s = _sched(wf)
+    s.start()
+    runs = s.schedule_runs()
+    assert sum(b - a for a, b, _g in runs) == 7
+    assert sorted(s.load) == [2, 2, 3]  # each worker its share, not one worker all 7
+
+
+def _replay(bulk: bool, validate: bool = False) -> Scheduler:
+    """A DAG of null tasks run to the end, results in messages per worker of up to 10
+    (some spanning two sets), done one by one or with tasks_done."""
+    wf = Workflow()
+    wf.add_set("a", 300, "noop", duration=0.0)
+    wf.add_set("b", 300, "noop", duration=0.0, after=["a"])
+    wf.add_set("c", 300, "noop", duration=0.0, after_each=["b"])
+    wf.add_set("d", 10, "spin", (0.2,), after=["b"])
+    s = _sched(wf, validate=validate)
+    s.start()
+    queued: dict[int, deque[int]] = {w: deque() for w in range(3)}
+    while not s.finished:
+        for a, b, g in s.schedule_runs():
+            queued[g[0]].extend(range(a, b))
+        for w, q in queued.items():
+            msg = [q.popleft() for _ in range(min(10, len(q)))]
+            if msg and not (bulk and s.tasks_done(msg, w)):
+                for t in msg:
+                    s.task_done(t)
+    return s
+
+
+def test_tasks_done_in_bulk_matches_one_by_one() -> None:
+    one, bulk = _replay(False), _replay(True)
+    assert bulk.n_done == one.n_done == 910
+    assert bytes(bulk.state) == bytes(one.state)
+    assert bulk.load == one.load == [0, 0, 0] and not bulk.running
+    assert bulk.s_left == one.s_left and bulk.stage_left == one.stage_left
+    check = _replay(True, validate=True)  # validate: always one by one, same end
+    assert check.n_done == 910
+
+
+def test_tasks_done_refuses_what_it_cannot_do_in_one_step() -> None:
+    wf = Workflow()
+    wf.add_set("a", 20, "noop", duration=0.0)
+    wf.add_set("b", 20, "noop", duration=0.0)
+    wf.add_set("c", 20, "noop", duration=0.0, after_each=["b"])
+    s = _sched(wf, validate=False)
+    s.start()
+    where = {t: g[0] for t, g in s.schedule()}
+    w0 = [t for t, w in where.items() if w == 0]
+    other = next(t for t, w in where.items() if w != 0)
+    before = (bytes(s.state), list(s.load), dict(s.running), s.n_done)
+    assert not s.tasks_done(w0[:2] + [other], 0)  # one ran elsewhere
+    assert not s.tasks_done([w0[0], w0[0]], 0)  # a duplicate
+    assert not s.tasks_done([], 0)
+    span = [t for t in w0 if t < 40]
+    assert any(t < 20 for t in span) and any(t >= 20 for t in span)  # worker 0 ran both
+    assert not s.tasks_done(span, 0)  # two sets
+    kids = [t for t in w0 if 20 <= t < 40]
+    assert kids
+    assert not s.tasks_done(kids, 0)  # "b" has one-to-one dependents
+    assert (bytes(s.state), list(s.load), dict(s.running), s.n_done) == before
+    first = [t for t in w0 if t < 20]
+    assert s.tasks_done(first, 0)
+    assert all(s.state[t] == DONE for t in first) and s.n_done == len(first)
+    assert not s.tasks_done(first, 0)  # not running any more
