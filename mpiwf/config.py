@@ -27,6 +27,7 @@ ENV_FIELDS = {
     "MPIWF_HEARTBEAT_TIMEOUT": "heartbeat_timeout",
     "MPIWF_RESULT_BATCH": "result_batch",
     "MPIWF_RESULT_FLUSH": "result_flush",
+    "MPIWF_TRACE_THREAD": "trace_thread",
 }
 
 
@@ -85,6 +86,9 @@ class Config:
         result_batch: a worker sends its results once this many are waiting.
         result_flush: a worker sends its results once the kernels run since its last
             send took this long (seconds of their own durations).
+        trace_thread: ``on``: rank 0 builds and writes trace rows in a writer thread;
+            ``off``: in its main loop; ``auto``: a thread when rank 0 may run on more
+            CPUs than there are ranks on its node (a spare core for the thread).
     """
 
     mode: str = "async"
@@ -105,6 +109,7 @@ class Config:
     heartbeat_timeout: float = 120.0
     result_batch: int = 64
     result_flush: float = 0.002
+    trace_thread: str = "auto"
 
     def __post_init__(self) -> None:
         parse_mode(self.mode)
@@ -118,6 +123,8 @@ class Config:
                      "result_flush"):
             if getattr(self, name) < 0:
                 raise SpecError(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.trace_thread not in ("auto", "on", "off"):
+            raise SpecError("trace_thread", f"must be auto, on or off, got {self.trace_thread!r}")
         if not self.time_scale > 0:
             raise SpecError("time_scale", f"must be > 0, got {self.time_scale}")
 

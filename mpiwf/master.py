@@ -116,6 +116,48 @@ class _Grow:
             self.a = b
 
 
+def _build_rows(cols: tuple[array, array, array, array], msgs: list[tuple[int, float, int, float]],
+                set_cols: tuple[int, np.ndarray, np.ndarray, np.ndarray],
+                times: tuple[np.ndarray, np.ndarray, np.ndarray], rank_arr: np.ndarray,
+                node_arr: np.ndarray, t0: float) -> np.ndarray:
+    """Trace rows (ROW_DTYPE) of buffered successful single-rank attempts: the task,
+    attempt, start and duration columns, one (rows, received, worker, clock offset)
+    entry per message, and the per-task times of the run."""
+    tid = np.frombuffer(cols[0], dtype=np.int64)
+    att = np.frombuffer(cols[1], dtype=np.int32)
+    started = np.frombuffer(cols[2], dtype=np.float64)
+    dur = np.frombuffer(cols[3], dtype=np.float64)
+    meta = np.array(msgs, dtype=[("n", "<i8"), ("recv", "<f8"), ("w", "<i8"), ("off", "<f8")])
+    _n, offs, cores, gpus = set_cols
+    created, ready_at, dispatched = times
+    counts = meta["n"]
+    recv = np.repeat(meta["recv"], counts)
+    w = np.repeat(meta["w"], counts)
+    sid = np.searchsorted(offs, tid, side="right") - 1
+    out = np.empty(len(tid), dtype=ROW_DTYPE)
+    out["task"] = tid
+    out["set"] = sid
+    out["index"] = tid - offs[sid]
+    out["attempt"] = att
+    out["status"] = DONE
+    out["worker"] = rank_arr[w]
+    out["nworkers"] = 1
+    out["node"] = node_arr[w]
+    out["cores"] = cores[sid]
+    out["gpus"] = gpus[sid]
+    out["created"] = created[tid]
+    out["ready"] = ready_at[tid] - t0
+    # the same clamps as the per-row path: dispatched <= started <= ended <= received
+    d = dispatched[tid] - t0
+    s = np.maximum(started - np.repeat(meta["off"], counts) - t0, d)
+    e = np.minimum(s + dur, recv)
+    out["dispatched"] = d
+    out["started"] = np.minimum(s, e)
+    out["ended"] = e
+    out["received"] = recv
+    return out
+
+
 class Master:
     """The master of one run.
 
@@ -522,55 +564,33 @@ class Master:
         self._b_dur += durs
         self._b_msgs.append((len(tids), recv, w, off))
         if len(self._b_tid) >= ROWS_PER_FLUSH and self.trace is not None:
-            self.trace.flush()
+            self.trace.flush(wait=False)
 
     def _flush_rows(self) -> None:
-        """Hand the buffered rows of successful attempts to the trace as one array."""
+        """Hand the buffered rows of successful attempts to the trace: the columns
+        now (fresh buffers take their place), the rows built when written (by the
+        trace's writer thread, if it has one). A done task's created, ready and
+        dispatched times are final, so building them later reads the same values."""
         msgs = self._b_msgs
         if not msgs or self.trace is None:
             return
-        tid = np.frombuffer(self._b_tid, dtype=np.int64)
-        att = np.frombuffer(self._b_att, dtype=np.int32)
-        started = np.frombuffer(self._b_start, dtype=np.float64)
-        dur = np.frombuffer(self._b_dur, dtype=np.float64)
-        meta = np.array(msgs, dtype=[("n", "<i8"), ("recv", "<f8"), ("w", "<i8"),
-                                     ("off", "<f8")])
-        # fresh buffers: the old ones stay exported to the arrays above until written
-        self._new_batch_buffers()
+        cols = (self._b_tid, self._b_att, self._b_start, self._b_dur)
         wf = self.wf
         if self._set_cols is None or self._set_cols[0] != len(wf.sets):
             self._set_cols = (len(wf.sets),
                               np.array([ts.offset for ts in wf.sets], dtype=np.int64),
                               np.array([ts.cores for ts in wf.sets], dtype=np.int32),
                               np.array([ts.gpus for ts in wf.sets], dtype=np.int32))
-        _n, offs, cores, gpus = self._set_cols
-        counts = meta["n"]
-        recv = np.repeat(meta["recv"], counts)
-        w = np.repeat(meta["w"], counts)
-        t0 = self.t0
-        sid = np.searchsorted(offs, tid, side="right") - 1
-        out = np.empty(len(tid), dtype=ROW_DTYPE)
-        out["task"] = tid
-        out["set"] = sid
-        out["index"] = tid - offs[sid]
-        out["attempt"] = att
-        out["status"] = DONE
-        out["worker"] = self._rank_arr[w]
-        out["nworkers"] = 1
-        out["node"] = self._node_arr[w]
-        out["cores"] = cores[sid]
-        out["gpus"] = gpus[sid]
-        out["created"] = self.created.a[tid]
-        out["ready"] = self.sched.ready_at[tid] - t0
-        # the same clamps as the per-row path: dispatched <= started <= ended <= received
-        d = self.dispatched.a[tid] - t0
-        s = np.maximum(started - np.repeat(meta["off"], counts) - t0, d)
-        e = np.minimum(s + dur, recv)
-        out["dispatched"] = d
-        out["started"] = np.minimum(s, e)
-        out["ended"] = e
-        out["received"] = recv
-        self.trace.add_rows(out)
+        # the arrays as they are now (a later growth allocates new ones)
+        times = (self.created.a, self.sched.ready_at, self.dispatched.a)
+        set_cols, rank_arr, node_arr, t0 = self._set_cols, self._rank_arr, self._node_arr, \
+            self.t0
+        self._new_batch_buffers()
+
+        def build() -> np.ndarray:
+            return _build_rows(cols, msgs, set_cols, times, rank_arr, node_arr, t0)
+
+        self.trace.add_rows(build)
 
     def _new_batch_buffers(self) -> None:
         self._b_tid = array("q")
@@ -731,6 +751,8 @@ class Master:
         g = getattr(self.trace, "g", None)
         if g is None or not (self.sched.n_skipped or self.sched.n_cancelled):
             return
+        if self.trace is not None:
+            self.trace.sync()
         state = np.frombuffer(bytes(self.sched.state[:self.sched.ntasks]), dtype=np.uint8)
         for name, code in (("skipped", SKIPPED), ("cancelled", CANCELLED)):
             ids = np.flatnonzero(state == code).astype(np.int64)

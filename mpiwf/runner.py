@@ -157,7 +157,8 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
                 trace = TraceWriter(trace_path, wf, workers, run_attrs, start_time=t0,
                                     append=bool(resume and os.path.abspath(resume)
                                                 == os.path.abspath(trace_path)),
-                                    flush_interval=cfg.trace_flush, worker_extra=extra)
+                                    flush_interval=cfg.trace_flush, worker_extra=extra,
+                                    background=_trace_thread(cfg, infos))
             state = ("ok", workers)
         except MpiwfError as exc:
             state = ("error", exc)
@@ -246,6 +247,16 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
     if size > 1:
         ep.close()
     return summary
+
+
+def _trace_thread(cfg: Config, infos: list[dict[str, Any]]) -> bool:
+    """Whether rank 0 writes the trace in a thread (``Config.trace_thread``)."""
+    if cfg.trace_thread != "auto":
+        return cfg.trace_thread == "on"
+    from . import binding
+
+    local = sum(1 for inf in infos if inf["host"] == infos[0]["host"])
+    return len(binding.affinity()) > local
 
 
 def _backoff(cfg: Config) -> Any:

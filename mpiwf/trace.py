@@ -20,6 +20,9 @@ All times are float64 seconds since the run's ``start_time``. Rows are appended 
 batches and the file is flushed after each, so a killed run keeps every task whose
 row was flushed (at most ``flush_interval`` seconds or ROWS_PER_FLUSH = 16384 rows
 are at risk).
+With ``background=True`` the rows are assembled and written by one writer thread
+(numpy and HDF5's writes release the GIL), so a rank 0 with a spare core keeps
+dispatching meanwhile; every other use of the file waits for the thread first.
 Only rank 0 writes. This module never imports mpi4py.
 """
 
@@ -28,6 +31,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -153,18 +158,25 @@ class TraceWriter:
         start_time: epoch seconds that all task times are relative to.
         append: add a run group to an existing trace instead of overwriting it.
         flush_interval: seconds between flushes.
+        background: assemble and write rows in a writer thread (see the module doc).
     """
 
     def __init__(self, path: str, workflow: Any, workers: Sequence[WorkerSpec],
                  attrs: dict[str, Any] | None = None, start_time: float | None = None,
                  append: bool = False, flush_interval: float = 1.0,
-                 worker_extra: Sequence[dict[str, Any]] | None = None) -> None:
+                 worker_extra: Sequence[dict[str, Any]] | None = None,
+                 background: bool = False) -> None:
         self.path = path
         self.wf = workflow
         self.start_time = time.time() if start_time is None else start_time
         self.flush_interval = flush_interval
         self.rows: list[tuple[Any, ...]] = []
-        self.blocks: list[np.ndarray] = []  # ROW_DTYPE arrays from add_rows
+        #: ROW_DTYPE arrays from add_rows, or callables that build one (run by the
+        #: writer thread in background mode)
+        self.blocks: list[np.ndarray | Callable[[], np.ndarray]] = []
+        self._jobs: queue.Queue[Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None
         #: called first by :meth:`flush`, so a driver that buffers rows in its own
         #: compact form (the master) hands them over at every flush
         self.pre_flush: Callable[[], None] | None = None
@@ -222,10 +234,42 @@ class TraceWriter:
         self.write_workers(workers, worker_extra)
         self.sets_added()
         self.f.flush()
+        if background:
+            # a few flushes may queue up; more and the producer waits (bounded memory)
+            self._jobs = queue.Queue(maxsize=4)
+            self._thread = threading.Thread(target=self._serve, name="mpiwf-trace",
+                                            daemon=True)
+            self._thread.start()
+
+    # ------------------------------------------------------------------ writer thread
+    def _serve(self) -> None:
+        jobs = self._jobs
+        assert jobs is not None
+        while True:
+            job = jobs.get()
+            try:
+                if job is None:
+                    return
+                if self._failed is None:
+                    job()
+            except BaseException as exc:  # reported by the next sync() in the main thread
+                self._failed = exc
+            finally:
+                jobs.task_done()
+
+    def sync(self) -> None:
+        """Wait until the writer thread has written everything handed to it (a no-op
+        without one); raise what it failed with. Call before touching the file."""
+        if self._jobs is not None:
+            self._jobs.join()
+        if self._failed is not None:
+            exc, self._failed = self._failed, None
+            raise TraceError(f"{self.path}: trace write failed: {exc}") from exc
 
     # ------------------------------------------------------------------ metadata
     def set_attr(self, key: str, value: Any) -> None:
         """Set a run attribute (non-scalars are stored as JSON text)."""
+        self.sync()
         if isinstance(value, (bool, int, float, str, np.integer, np.floating)):
             self.g.attrs[key] = value
         else:
@@ -234,6 +278,7 @@ class TraceWriter:
     def write_workers(self, workers: Sequence[WorkerSpec],
                       extra: Sequence[dict[str, Any]] | None = None) -> None:
         """(Re)write the worker table."""
+        self.sync()
         rows = []
         for i, w in enumerate(workers):
             d = w.as_dict()
@@ -246,6 +291,7 @@ class TraceWriter:
 
     def sets_added(self) -> None:
         """Write the sets and edges added to the workflow since the last call."""
+        self.sync()
         wf = self.wf
         desc = wf.describe()
         new = desc[self._nsets_written:]
@@ -279,9 +325,10 @@ class TraceWriter:
         if len(self.rows) >= ROWS_PER_FLUSH:
             self.flush()
 
-    def add_rows(self, rows: np.ndarray) -> None:
-        """Append many rows at once (a ROW_DTYPE array); written at the next flush."""
-        if len(rows):
+    def add_rows(self, rows: np.ndarray | Callable[[], np.ndarray]) -> None:
+        """Append many rows at once (a ROW_DTYPE array, or a callable that builds one
+        when written); written at the next flush."""
+        if callable(rows) or len(rows):
             self.blocks.append(rows)
 
     def add_error(self, task: int, attempt: int, rank: int, host: str, etype: str,
@@ -291,34 +338,50 @@ class TraceWriter:
                                 message=message, traceback=tb))
 
     def maybe_flush(self) -> None:
-        """Flush if ``flush_interval`` has passed since the last flush."""
+        """Flush if ``flush_interval`` has passed since the last flush (without waiting
+        for a writer thread)."""
         if (self.rows or self.errors or self.blocks or self.pre_flush is not None) and \
                 time.monotonic() - self.last_flush >= self.flush_interval:
-            self.flush()
+            self.flush(wait=False)
 
-    def flush(self) -> None:
-        """Write buffered rows and errors and flush the file to disk."""
+    def flush(self, wait: bool = True) -> None:
+        """Write buffered rows and errors and flush the file to disk.
+
+        With a writer thread, ``wait=False`` hands them over and returns at once;
+        ``wait=True`` (the default: durability points) returns once they are written.
+        """
         self.last_flush = time.monotonic()
         if self.pre_flush is not None:
             self.pre_flush()
+        blocks = self.blocks
         if self.rows:
-            self.blocks.append(np.array(self.rows, dtype=ROW_DTYPE))
+            blocks.append(np.array(self.rows, dtype=ROW_DTYPE))
             self.rows = []
-        if self.blocks:
-            arr = self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
-            self.blocks = []
+        self.blocks = []
+        errors, self.errors = self.errors, []
+        if self._jobs is None:
+            self._write(blocks, errors)
+            return
+        if self._failed is None:
+            self._jobs.put(lambda: self._write(blocks, errors))
+        if wait:
+            self.sync()
+
+    def _write(self, blocks: list[Any], errors: list[dict[str, Any]]) -> None:
+        if blocks:
+            parts = [b() if callable(b) else b for b in blocks]
+            arr = parts[0] if len(parts) == 1 else np.concatenate(parts)
             if arr.dtype != ROW_DTYPE:
                 arr = arr.astype(ROW_DTYPE)
-            self._append(arr)
             if len(arr):
+                self._append(arr)
                 lo, hi = float(arr["started"].min()), float(arr["ended"].max())
                 self.span = (min(self.span[0], lo), max(self.span[1], hi))
-        if self.errors:
+        if errors:
             ds = self.g["errors"]
             n0 = ds.shape[0]
-            ds.resize((n0 + len(self.errors),))
-            ds[n0:] = _table(self.errors, ERROR_FIELDS)
-            self.errors = []
+            ds.resize((n0 + len(errors),))
+            ds[n0:] = _table(errors, ERROR_FIELDS)
         self.f.flush()
 
     def _append(self, arr: np.ndarray) -> None:
@@ -348,7 +411,18 @@ class TraceWriter:
         first start to last end) and ``complete``, close the file."""
         if not self.f.id.valid:
             return
-        self.flush()
+        failed: TraceError | None = None
+        try:
+            self.flush()
+        except TraceError as exc:
+            failed = exc
+        try:
+            self._stop_thread()
+        except TraceError as exc:
+            failed = failed or exc
+        if failed is not None:  # the file is still closed, marked incomplete
+            complete = False
+            summary.setdefault("error", str(failed))
         if "makespan" not in summary:
             if self.span[1] >= self.span[0] or not self.tasks.shape[0]:
                 summary["makespan"] = self.makespan
@@ -361,6 +435,20 @@ class TraceWriter:
         self.g.attrs["end_time"] = time.time()
         self.f.flush()
         self.f.close()
+        if failed is not None:
+            raise failed
+
+    def _stop_thread(self) -> None:
+        """Let the writer thread finish what it holds, then end it."""
+        if self._thread is None or self._jobs is None:
+            return
+        self._jobs.put(None)
+        self._thread.join()
+        self._thread = None
+        self._jobs = None
+        if self._failed is not None:
+            exc, self._failed = self._failed, None
+            raise TraceError(f"{self.path}: trace write failed: {exc}") from exc
 
 
 def _index_names(prefix: bytes, idx: np.ndarray) -> np.ndarray:

@@ -448,3 +448,25 @@ def test_tasks_done_refuses_what_it_cannot_do_in_one_step() -> None:
     assert s.tasks_done(first, 0)
     assert all(s.state[t] == DONE for t in first) and s.n_done == len(first)
     assert not s.tasks_done(first, 0)  # not running any more
+
+
+def test_worker_and_writer_settings_come_from_the_environment() -> None:
+    from mpiwf.config import Config, from_env
+    from mpiwf.errors import SpecError
+    from mpiwf.runner import _trace_thread
+
+    c = from_env({"MPIWF_RESULT_BATCH": "8", "MPIWF_RESULT_FLUSH": "0.01",
+                  "MPIWF_TRACE_THREAD": "on"})
+    assert (c.result_batch, c.result_flush, c.trace_thread) == (8, 0.01, "on")
+    for bad in ({"MPIWF_TRACE_THREAD": "yes"}, {"MPIWF_RESULT_BATCH": "0"}):
+        with pytest.raises(SpecError, match="trace_thread|result_batch"):
+            from_env(bad)
+    infos = [{"host": "n0"}] * 3 + [{"host": "n1"}]
+    assert _trace_thread(Config(trace_thread="on"), infos)
+    assert not _trace_thread(Config(trace_thread="off"), infos)
+    import os
+    cpus = len(os.sched_getaffinity(0))
+    # auto: a thread only with a spare CPU beyond one per local rank
+    few = max(1, cpus - 1)
+    assert _trace_thread(Config(), [{"host": "n0"}] * few) is (cpus > few)
+    assert not _trace_thread(Config(), [{"host": "n0"}] * cpus)

@@ -179,3 +179,63 @@ def test_analyze_json_and_comparison(tmp_path) -> None:
     # sequential: stage 0 = max(4, 2), stage 1 = max(1, 2) -> 6; async 5
     assert c["improvement"] == pytest.approx(1 - 5 / 6)
     assert np.all(load(paths["async"]).tasks["status"] == DONE)
+
+
+def _rows(n: int, t0: int = 0) -> np.ndarray:
+    out = np.zeros(n, dtype=ROW_DTYPE)
+    out["task"] = np.arange(t0, t0 + n)
+    out["status"] = DONE
+    out["started"] = np.arange(n) * 0.01
+    out["ended"] = out["started"] + 0.005
+    return out
+
+
+def test_writer_thread_writes_what_the_main_loop_would(tmp_path) -> None:
+    """Rows handed over as arrays, callables and tuples, with and without waiting, end
+    up the same in a background writer's file as in a plain one."""
+    wf = Workflow("bg")
+    wf.add_set("a", 5000, "noop")
+    got = []
+    for bg in (False, True):
+        path = str(tmp_path / f"bg{bg}.h5")
+        tw = TraceWriter(path, wf, uniform_workers(1, 2), background=bg)
+        assert (tw._thread is not None) is bg
+        tw.add_rows(_rows(1000))
+        tw.flush(wait=False)
+        tw.add_rows(lambda: _rows(2000, 1000))
+        tw.add((3000, 0, 3000, 0, DONE, 1, 1, 0, 1, 0, 0.0, 0.0, 0.0, 0.0, 40.0, 40.0))
+        tw.add_error(3000, 0, 1, "h", "E", "m", "tb")
+        tw.flush(wait=False)
+        tw.add_rows(_rows(1999, 3001))
+        tw.sync()
+        tw.close(makespan=tw.makespan)
+        tr = load(path)
+        assert tr.attrs["complete"] and tr.attrs["makespan"] == pytest.approx(40.0)
+        assert len(tr.errors) == 1
+        got.append(tr.tasks)
+    assert got[0]["task"].tolist() == got[1]["task"].tolist() == list(range(5000))
+    assert (got[0]["ended"] == got[1]["ended"]).all()
+
+
+def test_writer_thread_failure_is_raised_and_the_file_closed(tmp_path) -> None:
+    wf = Workflow("bad")
+    wf.add_set("a", 10, "noop")
+    path = str(tmp_path / "bad.h5")
+    tw = TraceWriter(path, wf, uniform_workers(1, 1), background=True)
+    tw.add_rows(_rows(4))
+    tw.flush()
+
+    def broken() -> np.ndarray:
+        raise ValueError("no rows today")
+
+    tw.add_rows(broken)
+    tw.flush(wait=False)  # returns at once; the failure comes with the next sync
+    with pytest.raises(TraceError, match="no rows today"):
+        tw.sync()
+    tw.add_rows(broken)
+    with pytest.raises(TraceError, match="no rows today"):
+        tw.close()
+    assert tw._thread is None and not tw.f.id.valid
+    tr = load(path)
+    assert tr.tasks["task"].tolist() == [0, 1, 2, 3]  # what was written before stays
+    assert not tr.attrs["complete"] and "no rows today" in tr.attrs["error"]
