@@ -2,8 +2,7 @@
 # All GPU checks of mpiwf in one call, on a machine with a GPU, system MPI and CuPy:
 #   tests/gpu/device_check.sh            (from the repository root; no .venv needed)
 # Steps: GPU tests (tests/gpu), mpiwf doctor with 4 workers sharing one GPU, a run of
-# GPU/CPU/exec tasks on those 4 ranks (trace checked), the multi-rank MPI tests at 4
-# ranks, GPU kernel timings against the card's measured GEMM peak, and the dispatch
+# GPU/CPU/exec tasks on those 4 ranks (trace checked), the whole MPI tier at 4 ranks, GPU kernel timings against the card's measured GEMM peak, and the dispatch
 # benchmark on all cores (NP_DISPATCH, default 16; DISPATCH_ARGS, e.g. --repeat 5;
 # SKIP_DISPATCH=1 skips it). A short table
 # is printed last; the exit status is 0 only when no step failed.
@@ -130,17 +129,19 @@ else
     row "run, 4 ranks share GPU" FAIL "$(tail -1 "$OUT/run-shared.log")"
 fi
 
-# 4. multi-rank MPI tasks, virtual GPUs, exec, doctor under this MPI at 4 ranks
+# 4. the whole MPI tier at 4 ranks under this MPI (multi-rank tasks, binding, doctor,
+#    executables, reliability), every rank reporting: a worker rank's failure shows
 if [ $HAVE_PYTEST = 1 ]; then
-    if step mpi-tests 300 "$MPIEXEC" -n 4 "$PY" -m mpi4py -m pytest -q -p no:cacheprovider \
-            -W default tests/mpi/test_hetero.py; then
-        row "tests/mpi/test_hetero.py x4" PASS "$(grep -Eo '[0-9]+ passed' \
-            "$OUT/mpi-tests.log" | tail -1)"
+    if step mpi-tests 300 env MPIWF_TEST_ALL_RANKS=1 "$MPIEXEC" -n 4 "$PY" -m mpi4py -m pytest \
+            -q -p no:cacheprovider -W default tests/mpi; then
+        row "tests/mpi x4, every rank" PASS "$(grep -aEo '[0-9]+ passed' "$OUT/mpi-tests.log" \
+            | sort | uniq -c | awk '{printf "%s ranks: %s %s; ", $1, $2, $3}')"
     else
-        row "tests/mpi/test_hetero.py x4" FAIL "see mpi-tests.log"
+        row "tests/mpi x4, every rank" FAIL "$(grep -aE '^(FAILED|ERROR)' "$OUT/mpi-tests.log" \
+            | head -3 | tr '\n' ' ')"
     fi
 else
-    row "tests/mpi/test_hetero.py x4" SKIP "pytest not installed"
+    row "tests/mpi x4, every rank" SKIP "pytest not installed"
 fi
 
 # 5. kernel timings against the measured GEMM peak
@@ -155,7 +156,7 @@ NP_DISPATCH=${NP_DISPATCH:-16}
 if [ "${SKIP_DISPATCH:-0}" != 1 ]; then
     if step dispatch 420 "$MPIEXEC" -n "$NP_DISPATCH" --bind-to core "$PY" \
             benchmarks/dispatch.py ${DISPATCH_ARGS:-}; then
-        row "dispatch x$NP_DISPATCH" PASS "$(grep -E '^(mpiwf_null_median|ratio_vs_futures|METG_us|trace_overhead|trace_cpu_overhead|dag_vs_null)=' \
+        row "dispatch x$NP_DISPATCH" PASS "$(grep -aE '^(mpiwf_null_median|ratio_vs_futures|METG_us|trace_overhead|trace_cpu_overhead|dag_vs_null)=' \
             "$OUT/dispatch.log" | cut -d' ' -f1 | tr '\n' ' ')"
     else
         row "dispatch x$NP_DISPATCH" FAIL "see dispatch.log"
