@@ -6,9 +6,10 @@ Launch::
     .venv/bin/python benchmarks/sched_scale.py --max 1e5  # quicker
 
 Drives the pure :class:`~mpiwf.scheduler.Scheduler` as the master does (same
-prefetch and batch settings, 3 workers by default): ``schedule()``, then
-``task_done`` for the oldest dispatched tasks, 16 at a time, until the workflow
-finishes. Shapes: independent tasks (one set), a layered DAG (sets of 1,000 tasks,
+prefetch and batch settings, 3 workers by default): ``schedule_runs()``, then each
+worker's oldest 64 tasks completed as one results message (``tasks_done``, or
+``task_done`` per task where it declines), until the workflow finishes. Shapes:
+independent tasks (one set), a layered DAG (sets of 1,000 tasks,
 set-to-set dependencies) and a one-to-one chain (``after_each``: a dependency
 counter per task). Prints microseconds per task (one dispatch plus one completion
 event), the ratio of the largest to the smallest size (target: within 1.5x), and
@@ -64,17 +65,24 @@ SHAPES: dict[str, Callable[[int], Workflow]] = {
     "independent": independent, "layered": layered, "one-to-one": one_to_one}
 
 
-def drive(wf: Workflow, workers: int, done_batch: int = 16) -> tuple[float, int]:
-    """Run the scheduler to the end; returns (seconds, tasks)."""
-    s = Scheduler(wf, uniform_workers(1, workers), prefetch=4, short_task=0.05, batch=64)
-    inflight: collections.deque[int] = collections.deque()
+def drive(wf: Workflow, workers: int, done_batch: int = 64) -> tuple[float, int]:
+    """Run the scheduler to the end as the master does (runs placed with
+    ``schedule_runs``; each worker's oldest ``done_batch`` tasks completed as one
+    results message: ``tasks_done``, or ``task_done`` one by one where it declines);
+    returns (seconds, tasks)."""
+    s = Scheduler(wf, uniform_workers(1, workers), prefetch=4, short_task=0.05, batch=256)
+    queued: dict[int, collections.deque[int]] = {w: collections.deque() for w in range(workers)}
     t0 = time.perf_counter()
     s.start()
     while not s.finished:
-        for tid, _gang in s.schedule():
-            inflight.append(tid)
-        for _ in range(min(done_batch, len(inflight))):
-            s.task_done(inflight.popleft())
+        for lo, hi, gang in s.schedule_runs():
+            queued[gang[0]].extend(range(lo, hi))
+        for w, q in queued.items():
+            if q:
+                msg = [q.popleft() for _ in range(min(done_batch, len(q)))]
+                if not s.tasks_done(msg, w):
+                    for tid in msg:
+                        s.task_done(tid)
     return time.perf_counter() - t0, s.ntasks
 
 
@@ -83,7 +91,7 @@ def bytes_per_task(shape: str, n: int, workers: int) -> float:
     gc.collect()
     tracemalloc.start()
     wf = SHAPES[shape](n)
-    s = Scheduler(wf, uniform_workers(1, workers), prefetch=4, short_task=0.05, batch=64)
+    s = Scheduler(wf, uniform_workers(1, workers), prefetch=4, short_task=0.05, batch=256)
     s.start()
     inflight = [tid for tid, _g in s.schedule()]
     for tid in inflight:

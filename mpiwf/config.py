@@ -75,7 +75,7 @@ class Config:
         poll_max_sleep: cap of the idle loop's exponential back-off, seconds.
         poll_hot: seconds of an idle stretch spent in short (50 us) sleeps before the
             back-off grows: the gaps between windows of fine-grained tasks stay cheap.
-        trace_flush: seconds between trace flushes (rows are also flushed every 16384).
+        trace_flush: seconds between trace flushes (rows are also flushed every 65536).
         rundir: directory for per-task files and executables' output.
         log_level: a :mod:`logging` level name.
         progress_interval: seconds between progress lines (0 turns them off).

@@ -18,7 +18,7 @@ Layout of a trace file (plain h5py reads all of it; no pickles)::
 
 All times are float64 seconds since the run's ``start_time``. Rows are appended in
 batches and the file is flushed after each, so a killed run keeps every task whose
-row was flushed (at most ``flush_interval`` seconds or ROWS_PER_FLUSH = 16384 rows
+row was flushed (at most ``flush_interval`` seconds or ROWS_PER_FLUSH = 65536 rows
 are at risk).
 With ``background=True`` the rows are assembled and written by one writer thread
 (numpy and HDF5's writes release the GIL), so a rank 0 with a spare core keeps
@@ -46,7 +46,7 @@ FORMAT = "mpiwf-trace"
 #: 2: the tasks dataset holds numbers only (name and host were S64 columns in 1:
 #: 128 of 219 bytes per row, and their building cost rank 0 a third of the trace)
 FORMAT_VERSION = 2
-ROWS_PER_FLUSH = 16384
+ROWS_PER_FLUSH = 65536
 
 #: Per-attempt task rows: (field, dtype, meaning).
 TASK_FIELDS: list[tuple[str, str, str]] = [

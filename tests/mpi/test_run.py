@@ -60,10 +60,15 @@ def test_chain_and_fanout_all_tasks_once(comm: MPI.Comm, shared_dir: str, writer
     assert used <= expect
 
 
-def test_many_null_tasks_keep_every_timing_and_dependency(comm: MPI.Comm,
-                                                           shared_dir: str) -> None:
+def test_many_null_tasks_keep_every_timing_and_dependency(comm: MPI.Comm, shared_dir: str,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
     """The batched hot path (runs of tasks per message, results completed a message at
-    a time, rows built by the writer thread) loses no row and reorders nothing."""
+    a time, rows built by the writer thread, a dozen flushes) loses no row and reorders
+    nothing."""
+    import mpiwf.master
+
+    monkeypatch.setattr(mpiwf.master, "ROWS_PER_FLUSH", 4096)
     wf = Workflow("many")
     wf.add_set("a", 30000, "noop", duration=0.0)
     wf.add_set("b", 10000, "noop", duration=0.0, after=["a"])
