@@ -630,7 +630,9 @@ class Master:
         self.created.ensure(n)
         self.dispatched.ensure(n)
         first = self.wf.sets[nsets].offset
-        self.created.a[first:n] = self.now()
+        now = time.time()
+        self.sched.now = now  # tasks made ready now are not stamped before their creation
+        self.created.a[first:n] = now - self.t0
         self.sched.tasks_added()
         self._update_keep()
         if self.trace is not None:

@@ -284,22 +284,24 @@ class Scheduler:
                     st_a = self.state[oa + i]
                     if st_a != DONE:
                         self.npend[ob + i] += 1
+        failed_edges: list[tuple[int, int]] = []
         for ta, tb in wf.task_edges[self._edges_seen:]:
             self.edge_children.setdefault(ta, []).append(tb)
             self.s_taskdeps[wf.set_of(tb).sid] = True
             if self.state[ta] != DONE:
                 self.npend[tb] += 1
+                if self.state[ta] in (FAILED, SKIPPED, CANCELLED):
+                    failed_edges.append((ta, tb))  # its parent will never be done
         self._edges_seen = len(wf.task_edges)
         if self._started:
-            self._release_new(new, dead_new)
+            self._release_new(new, dead_new, failed_edges)
 
-    def _release_new(self, new: list[int], dead_new: list[int]) -> None:
+    def _release_new(self, new: list[int], dead_new: list[int],
+                     failed_edges: list[tuple[int, int]]) -> None:
         for sid in dead_new:
             self._skip_set(sid)
         # one-to-one parents or edges that already failed
         for sid in new:
-            if self.s_dead[sid]:
-                continue
             for a, b, kind in self.wf.set_deps:
                 if b == sid and kind == DEP_ONE:
                     oa, ob = self.s_off[a], self.s_off[b]
@@ -307,8 +309,11 @@ class Scheduler:
                         if self.state[oa + i] in (FAILED, SKIPPED, CANCELLED) \
                                 and self.state[ob + i] == PENDING:
                             self._skip_task(ob + i)
+        for _ta, tb in failed_edges:
+            if self.state[tb] == PENDING:
+                self._skip_task(tb)
         for sid in new:
-            if not self.s_dead[sid] and self.s_wait[sid] == 0:
+            if self.s_wait[sid] == 0 and not (self.s_dead[sid] and sid in dead_new):
                 self._release_set(sid)
         self._advance_stages()
 
@@ -563,7 +568,11 @@ class Scheduler:
             if self.s_left[sid] == 0:
                 continue
             r, c, g, _ = self.cls_key[self.s_cls[sid]]
-            if not any(a >= r and b >= c and d >= g for a, b, d in cap.values()):
+            if r == 1:  # one worker must hold it all
+                if not any(not self.lost[w] and self.w_cores[w] >= c and self.w_gpus[w] >= g
+                           for w in range(len(self.workers))):
+                    out.append(sid)
+            elif not any(a >= r and b >= c and d >= g for a, b, d in cap.values()):
                 out.append(sid)
         return out
 
@@ -906,9 +915,9 @@ class Scheduler:
             self.s_queued[sid] = False
 
     def _release_set(self, sid: int) -> None:
-        """All all-to-all parents of ``sid`` are done."""
-        if self.s_dead[sid]:
-            return
+        """All all-to-all parents of ``sid`` are done: its pending tasks whose own
+        parents are done become ready. (A set that lost a task to a failed one-to-one
+        parent still runs its other tasks; a set skipped whole has none pending.)"""
         a, n = self.s_off[sid], self.s_n[sid]
         if not self.s_taskdeps[sid]:
             if self.state[a:a + n].count(PENDING) == n:

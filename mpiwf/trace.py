@@ -22,7 +22,9 @@ row was flushed (at most ``flush_interval`` seconds or ROWS_PER_FLUSH = 65536 ro
 are at risk).
 With ``background=True`` the rows are assembled and written by one writer thread
 (numpy and HDF5's writes release the GIL), so a rank 0 with a spare core keeps
-dispatching meanwhile; every other use of the file waits for the thread first.
+dispatching meanwhile; every other use of the file waits for the thread first. Up to
+four handed-over flushes may then wait for the thread, so a process killed outright
+can lose that many more batches; stops, signals and lost workers wait for it.
 Only rank 0 writes. This module never imports mpi4py.
 """
 
@@ -411,18 +413,29 @@ class TraceWriter:
         first start to last end) and ``complete``, close the file."""
         if not self.f.id.valid:
             return
-        failed: TraceError | None = None
+        failed: BaseException | None = None
         try:
             self.flush()
-        except TraceError as exc:
+        except BaseException as exc:  # still end the thread and close the file
             failed = exc
         try:
             self._stop_thread()
-        except TraceError as exc:
+        except BaseException as exc:
             failed = failed or exc
         if failed is not None:  # the file is still closed, marked incomplete
             complete = False
-            summary.setdefault("error", str(failed))
+            summary.setdefault("error", f"{type(failed).__name__}: {failed}")
+            try:
+                self._close_file(complete, summary)
+            except Exception:  # the first failure is the one to report
+                try:
+                    self.f.close()
+                except Exception:
+                    pass
+            raise failed
+        self._close_file(complete, summary)
+
+    def _close_file(self, complete: bool, summary: dict[str, Any]) -> None:
         if "makespan" not in summary:
             if self.span[1] >= self.span[0] or not self.tasks.shape[0]:
                 summary["makespan"] = self.makespan
@@ -435,8 +448,6 @@ class TraceWriter:
         self.g.attrs["end_time"] = time.time()
         self.f.flush()
         self.f.close()
-        if failed is not None:
-            raise failed
 
     def _stop_thread(self) -> None:
         """Let the writer thread finish what it holds, then end it."""

@@ -175,3 +175,53 @@ def test_random_dags_respect_dependencies_stages_and_resources(
     # async never loses to sequential by more than list-scheduling anomalies allow
     seq = simulate(wf, workers, "sequential").makespan
     assert r.makespan <= seq * 2 + 1e-9
+
+
+def test_a_skipped_one_to_one_child_does_not_hold_back_its_siblings() -> None:
+    wf = Workflow()
+    wf.add_set("a", 2, "noop", duration=1.0)
+    wf.add_set("b", 1, "noop", duration=1.0)
+    wf.add_set("c", 2, "noop", duration=1.0, after=["b"], after_each=["a"])
+    s = Scheduler(wf, uniform_workers(1, 3), validate=True)
+    s.start()
+    s.schedule()
+    assert not s.task_failed(0)  # a[0] fails for good: c[0] is skipped
+    s.task_done(1)
+    s.task_done(2)  # b done: c[1] (its parent a[1] done) must run
+    assert s.state[3] == SKIPPED
+    assert [t for t, _g in s.schedule()] == [4]
+    s.task_done(4)
+    assert s.finished and s.n_done == 3 and s.n_failed == 1 and s.n_skipped == 1
+
+
+def test_sets_added_after_a_failure_run_their_other_tasks() -> None:
+    wf = Workflow()
+    wf.add_set("a", 3, "noop", duration=1.0)
+    s = Scheduler(wf, uniform_workers(1, 3), validate=True)
+    s.start()
+    s.schedule()
+    s.task_failed(0)
+    s.task_done(1)
+    s.task_done(2)
+    wf.add_set("c", 3, "noop", duration=1.0, after_each=["a"])  # c[0] after a failed task
+    wf.add_set("d", 1, "noop", duration=1.0)
+    wf.add_edge(0, 6)  # d[0] waits for the failed a[0] too
+    s.tasks_added()
+    assert s.state[3] == SKIPPED and s.state[6] == SKIPPED
+    assert sorted(t for t, _g in s.schedule()) == [4, 5]
+
+
+def test_a_set_no_remaining_worker_can_hold_is_unplaceable() -> None:
+    from mpiwf.resources import WorkerSpec
+
+    wf = Workflow()
+    wf.add_set("a", 4, "noop", cores=2, duration=0.0)
+    ws = [WorkerSpec(rank=1, node=0, host="h", cores=2, gpus=0),
+          WorkerSpec(rank=2, node=0, host="h", cores=1, gpus=0),
+          WorkerSpec(rank=3, node=0, host="h", cores=1, gpus=0)]
+    s = Scheduler(wf, ws, prefetch=4, short_task=0.05, validate=True)
+    s.start()
+    assert {g for _t, g in s.schedule()} == {(0,)}
+    assert s.worker_lost(0) == [0, 1, 2, 3]
+    # two 1-core workers add up to 2 cores on the node, but no one of them has 2
+    assert s.unplaceable() == [0]

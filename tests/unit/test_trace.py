@@ -239,3 +239,23 @@ def test_writer_thread_failure_is_raised_and_the_file_closed(tmp_path) -> None:
     tr = load(path)
     assert tr.tasks["task"].tolist() == [0, 1, 2, 3]  # what was written before stays
     assert not tr.attrs["complete"] and "no rows today" in tr.attrs["error"]
+
+
+def test_close_ends_the_thread_and_the_file_whatever_the_flush_raises(tmp_path) -> None:
+    wf = Workflow("pre")
+    wf.add_set("a", 10, "noop")
+    path = str(tmp_path / "pre.h5")
+    tw = TraceWriter(path, wf, uniform_workers(1, 1), background=True)
+    tw.add_rows(_rows(3))
+    tw.flush()
+
+    def boom() -> None:
+        raise RuntimeError("driver bug")
+
+    tw.pre_flush = boom
+    with pytest.raises(RuntimeError, match="driver bug"):
+        tw.close()
+    assert tw._thread is None and not tw.f.id.valid
+    tr = load(path)
+    assert tr.tasks["task"].tolist() == [0, 1, 2]
+    assert not tr.attrs["complete"] and "driver bug" in tr.attrs["error"]
