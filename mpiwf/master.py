@@ -348,6 +348,16 @@ class Master:
                                 now - self.t0))
                 self.trace.add_error(tid, att, rank, self.workers[w].host, "WorkerLost",
                                      why, "")
+        # sets that no remaining worker (or node) can hold are given up, not waited for
+        for sid in self.sched.unplaceable():
+            gone = self.sched.fail_set(sid)
+            if gone:
+                name = self.wf.sets[sid].name
+                log.error("set %s: no remaining worker can hold its tasks; %d task(s) "
+                          "cancelled", name, len(gone))
+                if len(self.failures) < 100:
+                    self.failures.append((name, "Unplaceable", f"{len(gone)} task(s) "
+                                          f"cancelled after rank {rank} was lost", rank))
         if self.trace is not None:
             self.trace.flush()
         return hit

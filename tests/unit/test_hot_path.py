@@ -470,3 +470,28 @@ def test_worker_and_writer_settings_come_from_the_environment() -> None:
     few = max(1, cpus - 1)
     assert _trace_thread(Config(), [{"host": "n0"}] * few) is (cpus > few)
     assert not _trace_thread(Config(), [{"host": "n0"}] * cpus)
+
+
+def test_a_set_the_remaining_workers_cannot_hold_is_given_up(tmp_path) -> None:
+    """A 3-rank task loses a member and 2 workers remain: its set is cancelled (and
+    its dependents skipped) instead of stalling the run; other sets go on."""
+    from mpiwf.protocol import pack_results
+
+    wf = Workflow("lost")
+    wf.add_set("g", 1, "noop", ranks=3)
+    wf.add_set("after", 1, "noop", after=["g"])
+    wf.add_set("other", 2, "noop")
+    path = str(tmp_path / "l.h5")
+    m, tw = _master(wf, 3, path)
+    assert len(m.sched.running[0]) == 3  # the gang holds every worker
+    m.worker_lost(0, "test")
+    s = m.sched
+    assert s.state[0] == 7 and s.state[1] == 6  # cancelled, skipped
+    assert any(f[1] == "Unplaceable" for f in m.failures)
+    m._dispatch()
+    ranks = [w.rank for w in m.workers]
+    now = time.time()
+    for t, g in list(s.running.items()):
+        m._on_results(ranks[g[0]], pack_results([(t, 0, STATUS_OK, now, 0.0, None, None)]))
+    assert s.finished and s.n_done == 2
+    tw.close()

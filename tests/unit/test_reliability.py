@@ -10,7 +10,6 @@ import time
 
 import h5py
 import numpy as np
-import pytest
 
 from mpiwf import Config, Workflow
 from mpiwf.local import run_threads
@@ -116,19 +115,22 @@ def test_dead_worker_is_lost_and_its_tasks_rerun_elsewhere(tmp_path) -> None:
     assert 3 not in set(done["worker"].tolist())
 
 
-def test_all_workers_lost_is_a_run_error_not_a_hang() -> None:
-    from mpiwf.errors import RunError
-
+def test_all_workers_lost_ends_the_run_not_a_hang() -> None:
+    """The only worker is lost: its sets can be held by no one, so they are given up
+    (cancelled, reported as Unplaceable) and the run ends instead of waiting."""
     wf = Workflow("none")
     wf.add_set("a", 3, "sleep", (0.01,))
+    wf.add_set("b", 2, "sleep", (0.01,), after=["a"])
     dead = _dead_pid()
 
     def setup(m: Master) -> None:
         m.local_pids = {1: dead}
         m.liveness_interval = 0.05
 
-    with pytest.raises(RunError, match="stalled"):
-        _threads(wf, [], 1, Config(progress_interval=0), setup=setup)
+    s, m = _threads(wf, [], 1, Config(progress_interval=0), setup=setup)
+    # a's tasks are cancelled; b, which waited for a, is skipped
+    assert (s.done, s.cancelled, s.skipped) == (0, 3, 2) and m.lost_ranks == [1]
+    assert [f[:2] for f in s.failures] == [("a", "Unplaceable")]
 
 
 def test_fail_fast_stops_at_first_final_failure() -> None:
