@@ -459,16 +459,15 @@ class Scheduler:
 
         Returns:
             ``False``, with nothing changed, when the fast path does not apply (the
-            tasks span sets, have one-to-one or per-task dependents, one is not
-            running on ``w`` alone, or ``validate`` is on); call :meth:`task_done`
-            for each then.
+            tasks span sets, have per-task edges, one is not running on ``w`` alone,
+            or ``validate`` is on); call :meth:`task_done` for each then.
         """
         n = len(tids)
         if not n or self.validate or self.edge_children:
             return False
         lo, hi = min(tids), max(tids)
         sid = self._sid(lo)
-        if not hi < self._sid_hi or self.s_children_one[sid]:
+        if not hi < self._sid_hi:
             return False
         get, state = self.running.get, self.state
         for t in tids:
@@ -493,6 +492,26 @@ class Scheduler:
             elif self.short_mode[w] and ld < self.w_cap[w]:
                 self.room[self.w_kind[w]][w] = None
         self.n_done += n
+        # one-to-one dependents, released in the order task_done would release them
+        # (contiguous ones join one ready range, as _push_ready joins them anyway)
+        npend, off = self.npend, self.s_off[sid]
+        for c in self.s_children_one[sid]:
+            delta = self.s_off[c] - off
+            wait = self.s_wait[c]
+            run_a = run_b = -1
+            for t in tids:
+                ct = t + delta
+                left = npend[ct] - 1
+                npend[ct] = left
+                if left == 0 and wait == 0 and state[ct] == PENDING:
+                    if ct == run_b:
+                        run_b += 1
+                        continue
+                    if run_a >= 0:
+                        self._eligible(c, run_a, run_b)
+                    run_a, run_b = ct, ct + 1
+            if run_a >= 0:
+                self._eligible(c, run_a, run_b)
         self._terminal(sid, n)
         return True
 
@@ -878,7 +897,11 @@ class Scheduler:
         """Tasks a..b-1 of set sid have their dependencies done."""
         st = self.s_stage[sid]
         if self.window and st >= self.stage_lo + self.window:
-            self.held.setdefault(st, []).append((sid, a, b))
+            hs = self.held.setdefault(st, [])
+            if hs and hs[-1][0] == sid and hs[-1][2] == a:
+                hs[-1] = (sid, hs[-1][1], b)  # contiguous: one range
+            else:
+                hs.append((sid, a, b))
             return
         if self.validate:
             for tid in range(a, b):
@@ -890,7 +913,11 @@ class Scheduler:
     def _push_ready(self, sid: int, a: int, b: int, stamp: bool) -> None:
         if stamp:
             self.ready_at[a:b] = self.now
-        self.s_ready[sid].append([a, b])
+        rq = self.s_ready[sid]
+        if rq and rq[-1][1] == a:
+            rq[-1][1] = b  # contiguous with the last range: one longer run to place
+        else:
+            rq.append([a, b])
         self.n_ready += b - a
         if not self.s_queued[sid]:
             self.s_queued[sid] = True

@@ -440,14 +440,25 @@ def test_tasks_done_refuses_what_it_cannot_do_in_one_step() -> None:
     span = [t for t in w0 if t < 40]
     assert any(t < 20 for t in span) and any(t >= 20 for t in span)  # worker 0 ran both
     assert not s.tasks_done(span, 0)  # two sets
-    kids = [t for t in w0 if 20 <= t < 40]
-    assert kids
-    assert not s.tasks_done(kids, 0)  # "b" has one-to-one dependents
     assert (bytes(s.state), list(s.load), dict(s.running), s.n_done) == before
     first = [t for t in w0 if t < 20]
     assert s.tasks_done(first, 0)
     assert all(s.state[t] == DONE for t in first) and s.n_done == len(first)
     assert not s.tasks_done(first, 0)  # not running any more
+    # one-to-one dependents are released in one step, contiguous ones as one range
+    kids = [t for t in w0 if 20 <= t < 40]
+    assert len(kids) > 1 and kids == list(range(kids[0], kids[-1] + 1))
+    assert s.tasks_done(kids, 0)
+    assert list(s.s_ready[2]) == [[kids[0] + 20, kids[-1] + 21]]
+    # per-task edges: task by task
+    wf2 = Workflow()
+    wf2.add_set("a", 4, "noop", duration=0.0)
+    wf2.add_set("b", 4, "noop", duration=0.0)
+    wf2.add_edge(0, 4)
+    s2 = _sched(wf2, validate=False, nworkers=1)
+    s2.start()
+    s2.schedule()
+    assert not s2.tasks_done([0, 1], 0)
 
 
 def test_worker_and_writer_settings_come_from_the_environment() -> None:
