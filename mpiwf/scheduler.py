@@ -482,15 +482,7 @@ class Scheduler:
             pop(t)
             state[t] = DONE
         if not self.lost[w]:
-            ld = self.load[w] - n
-            self.load[w] = ld
-            if ld == 0:
-                if self.short_mode[w]:
-                    self.short_mode[w] = False
-                    self.room[self.w_kind[w]].pop(w, None)
-                self._to_idle(w)
-            elif self.short_mode[w] and ld < self.w_cap[w]:
-                self.room[self.w_kind[w]][w] = None
+            self._unload(w, n)
         self.n_done += n
         # one-to-one dependents, released in the order task_done would release them
         # (contiguous ones join one ready range, as _push_ready joins them anyway)
@@ -720,19 +712,22 @@ class Scheduler:
         gang = self.running.pop(tid, None)
         if gang is None:
             raise TransitionError(f"task {self.wf.task_name(tid)} (id {tid}) is not running")
-        w_cap = self.w_cap
         for w in gang:
-            if self.lost[w]:
-                continue
-            ld = self.load[w] - 1
-            self.load[w] = ld
-            if ld == 0:
-                if self.short_mode[w]:
-                    self.short_mode[w] = False
-                    self.room[self.w_kind[w]].pop(w, None)
-                self._to_idle(w)
-            elif self.short_mode[w] and ld < w_cap[w]:
-                self.room[self.w_kind[w]][w] = None
+            if not self.lost[w]:
+                self._unload(w, 1)
+
+    def _unload(self, w: int, k: int) -> None:
+        """Worker ``w`` finished ``k`` of its tasks: idle when it holds none, back in
+        the room queue when its window has room again."""
+        ld = self.load[w] - k
+        self.load[w] = ld
+        if ld == 0:
+            if self.short_mode[w]:
+                self.short_mode[w] = False
+                self.room[self.w_kind[w]].pop(w, None)
+            self._to_idle(w)
+        elif self.short_mode[w] and ld < self.w_cap[w]:
+            self.room[self.w_kind[w]][w] = None
 
     def _fits(self, c: int) -> bool:
         r, cores, gpus, short = self.cls_key[c]
