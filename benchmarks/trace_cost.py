@@ -19,11 +19,11 @@ import argparse
 import collections
 import os
 import sys
-import tempfile
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import null_workflow, shared_tmp, warm_up  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import mpiwf.master as M
     import mpiwf.trace as T
-    from mpiwf import Workflow
     from mpiwf.config import from_env
     from mpiwf.runner import run
 
@@ -62,15 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         wrap(M.Master, n)
     wrap(M, "_build_rows")
     comm = MPI.COMM_WORLD
-    tmp = comm.bcast(tempfile.mkdtemp(prefix="mpiwf-tcost-") if comm.rank == 0 else None)
+    tmp = shared_tmp(comm, "mpiwf-tcost-")
 
-    def build() -> Workflow:
-        wf = Workflow("trace_cost")
-        wf.add_set("null", a.tasks, "noop", duration=0.0)
-        return wf
+    def build() -> Any:
+        return null_workflow(a.tasks, "trace_cost")
 
     cfg = from_env(progress_interval=0, rundir=os.path.join(tmp, "run"))
-    run(build, cfg, trace_path=os.path.join(tmp, "warm.h5"), comm=comm)  # warm-up
+    warm_up(comm, cfg, tmp)
     for trace in [True, False] * a.pairs:
         acc.clear()
         cnt.clear()

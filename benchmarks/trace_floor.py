@@ -19,11 +19,11 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import null_workflow, shared_tmp, warm_up  # noqa: E402
 
 
 class MinimalWriter:
@@ -107,21 +107,18 @@ def main(argv: list[str] | None = None) -> int:
 
     import mpiwf.master as master_mod
     import mpiwf.trace as trace_mod
-    from mpiwf import Workflow
     from mpiwf.config import from_env
     from mpiwf.runner import run
 
     real = (trace_mod.TraceWriter, master_mod.Master._flush_rows)
     comm = MPI.COMM_WORLD
-    tmp = comm.bcast(tempfile.mkdtemp(prefix="mpiwf-floor-") if comm.rank == 0 else None)
+    tmp = shared_tmp(comm, "mpiwf-floor-")
 
-    def build() -> Workflow:
-        wf = Workflow("floor")
-        wf.add_set("null", a.tasks, "noop", duration=0.0)
-        return wf
+    def build() -> Any:
+        return null_workflow(a.tasks, "floor")
 
     cfg = from_env(progress_interval=0, rundir=os.path.join(tmp, "run"))
-    run(build, cfg, trace_path=os.path.join(tmp, "warm.h5"), comm=comm)  # warm-up
+    warm_up(comm, cfg, tmp)
     rates: dict[str, list[float]] = {"off": [], "minimal": [], "mpiwf": []}
     i = 0
     try:

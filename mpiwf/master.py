@@ -400,11 +400,12 @@ class Master:
                     att = attempts.get(tid, 0)
                     ent[1].append((tid, att, None, None) if att else tid)
                 continue
+            ranks = tuple(self.rank_of[w] for w in gang) if ts.ranks > 1 else None
+            targets = gang if ranks is not None else gang[:1]
             for tid in range(a, b):
                 inputs = self._inputs(tid) if ts.inputs else None
-                ranks = tuple(self.rank_of[w] for w in gang) if ts.ranks > 1 else None
                 msg = (tid, attempts.get(tid, 0), ranks, inputs)
-                for w in (gang if ranks is not None else gang[:1]):
+                for w in targets:
                     ent = per.get(w)
                     if ent is None:
                         per[w] = ent = (set(), [])

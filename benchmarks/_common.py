@@ -1,0 +1,30 @@
+"""Pieces the MPI benchmark scripts share (imported as ``_common``: the scripts' own
+directory is first on ``sys.path`` when they run)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+
+def null_workflow(n: int, name: str = "null") -> Any:
+    """One set of ``n`` null tasks (estimate 0: the deepest window)."""
+    from mpiwf import Workflow
+
+    wf = Workflow(name)
+    wf.add_set("null", n, "noop", duration=0.0)
+    return wf
+
+
+def shared_tmp(comm: Any, prefix: str) -> str:
+    """A temporary directory made by rank 0, its name known to every rank."""
+    return comm.bcast(tempfile.mkdtemp(prefix=prefix) if comm.rank == 0 else None)
+
+
+def warm_up(comm: Any, cfg: Any, tmp: str, n: int = 1000) -> None:
+    """An untimed run first: imports, h5py and the first messages are not timed."""
+    from mpiwf.runner import run
+
+    run(lambda: null_workflow(n, "warmup"), cfg, trace_path=os.path.join(tmp, "warm.h5"),
+        comm=comm)
