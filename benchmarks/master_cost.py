@@ -6,7 +6,8 @@ Launch::
     .venv/bin/python benchmarks/master_cost.py --no-trace
     .venv/bin/python benchmarks/master_cost.py --src /tmp/v-<commit>   # another version
 
-The endpoint answers every task message at once with results in groups of 16, so
+The endpoint answers every task message at once with results in groups of 16
+(``--group``), so
 what is timed (``time.process_time``) is the master alone: scheduler, message
 building, result handling and the HDF5 trace. CPU time is steady on a shared
 machine where wall-clock rates are not.
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--src", default=os.path.dirname(HERE), help="directory holding mpiwf/")
     p.add_argument("--tasks", type=int, default=200_000)
     p.add_argument("--no-trace", action="store_true")
+    p.add_argument("--group", type=int, default=16,
+                   help="results per message (real runs: up to the result batch, 64)")
     a = p.parse_args(argv)
     sys.path.insert(0, a.src)
     from mpiwf import Config, Workflow
@@ -44,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         columnar = True
     except ImportError:  # a version from before columnar result batches
         columnar = False
-    zi, zb, dur = array("i", [0] * 16), array("b", [0] * 16), array("d", [1e-6] * 16)
+    g = a.group
+    zi, zb, dur = array("i", [0] * g), array("b", [0] * g), array("d", [1e-6] * g)
 
     def results(ids: list[int], now: float) -> Any:
         """What a worker sends for ``ids``, built as cheaply as the version allows
@@ -66,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             if tag == Tag.TASKS:
                 now = time.time()
                 ids = [m if isinstance(m, int) else m[0] for m in obj[1]]
-                for i in range(0, len(ids), 16):
-                    self.inbox.append((dest, Tag.RESULTS, results(ids[i:i + 16], now)))
+                for i in range(0, len(ids), g):
+                    self.inbox.append((dest, Tag.RESULTS, results(ids[i:i + g], now)))
             elif tag == Tag.STOP:
                 self.inbox.append((dest, Tag.BYE, {}))
 

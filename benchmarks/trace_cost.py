@@ -8,8 +8,9 @@ Runs 10^5 null tasks (``--tasks``) with the trace on and off, alternating (``--p
 of each), and prints for each run rank 0's wall and CPU time and the thread CPU time
 spent in the writer's steps: creating the file (``__init__``), buffering a results
 message (``_keep_batch``; it includes the flushes it triggers), building the rows
-(``_flush_rows`` or, with a writer thread, the callable it hands over), writing them
-(``_append``), whole flushes (``flush``) and ``close``. Wrappers add about a
+(``_build_done``, called by the callable ``_flush_rows`` hands over: in the flush, or
+with a writer thread in that thread), writing them (``_append_done``; ``_append`` for
+whole rows), whole flushes (``flush``) and ``close``. Wrappers add about a
 microsecond per call, so use the numbers to rank the steps, not as rates.
 """
 
@@ -55,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
         setattr(owner, name, timed)
 
-    for n in ("__init__", "flush", "close", "_append"):
+    for n in ("__init__", "flush", "close", "_append", "_append_done"):
         wrap(T.TraceWriter, n)
     for n in ("_keep_batch", "_flush_rows"):
         wrap(M.Master, n)
-    wrap(M, "_build_rows")
+    wrap(M, "_build_done")
     comm = MPI.COMM_WORLD
     tmp = shared_tmp(comm, "mpiwf-tcost-")
 

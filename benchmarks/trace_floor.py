@@ -78,7 +78,7 @@ class MinimalWriter:
                 ds.resize((n0 + k,))
                 fs = ds.id.get_space()
                 fs.select_hyperslab((n0,), (k,))
-                ds.id.write(self.h5s.create_simple((k,)), fs, np.frombuffer(c, dtype=dt))
+                ds.id.write(self.h5s.create_simple((k,)), fs, np.asarray(c, dtype=dt))
             self.n = n0 + k
         self.blocks = []
         self.f.flush()
@@ -90,7 +90,7 @@ class MinimalWriter:
 
 def _raw_columns(self: Any) -> None:
     """Master._flush_rows for the minimal writer: hand over the raw columns."""
-    if not self._b_msgs or self.trace is None:
+    if not self._b_meta or self.trace is None:
         return
     cols = (self._b_tid, self._b_start, self._b_dur)
     self._new_batch_buffers()

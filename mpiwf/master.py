@@ -24,7 +24,7 @@ from .errors import RunError
 from .protocol import STATUS_CANCELLED, STATUS_OK, STATUS_TIMEOUT, Tag, setdef
 from .resources import WorkerSpec
 from .scheduler import CANCELLED, DONE, FAILED, SKIPPED, Scheduler
-from .trace import ROW_DTYPE, ROWS_PER_FLUSH
+from .trace import BATCH_DTYPE, ROWS_PER_FLUSH, DoneBlock
 from .workflow import DEP_ALL, DEP_ONE, Workflow
 
 log = logging.getLogger("mpiwf.master")
@@ -116,46 +116,35 @@ class _Grow:
             self.a = b
 
 
-def _build_rows(cols: tuple[array, array, array, array], msgs: list[tuple[int, float, int, float]],
-                set_cols: tuple[int, np.ndarray, np.ndarray, np.ndarray],
-                times: tuple[np.ndarray, np.ndarray, np.ndarray], rank_arr: np.ndarray,
-                node_arr: np.ndarray, t0: float) -> np.ndarray:
-    """Trace rows (ROW_DTYPE) of buffered successful single-rank attempts: the task,
-    attempt, start and duration columns, one (rows, received, worker, clock offset)
-    entry per message, and the per-task times of the run."""
-    tid = np.frombuffer(cols[0], dtype=np.int64)
-    att = np.frombuffer(cols[1], dtype=np.int32)
-    started = np.frombuffer(cols[2], dtype=np.float64)
-    dur = np.frombuffer(cols[3], dtype=np.float64)
-    meta = np.array(msgs, dtype=[("n", "<i8"), ("recv", "<f8"), ("w", "<i8"), ("off", "<f8")])
-    _n, offs, cores, gpus = set_cols
-    created, ready_at, dispatched = times
-    counts = meta["n"]
-    recv = np.repeat(meta["recv"], counts)
-    w = np.repeat(meta["w"], counts)
-    sid = np.searchsorted(offs, tid, side="right") - 1
-    out = np.empty(len(tid), dtype=ROW_DTYPE)
-    out["task"] = tid
-    out["set"] = sid
-    out["index"] = tid - offs[sid]
-    out["attempt"] = att
-    out["status"] = DONE
-    out["worker"] = rank_arr[w]
-    out["nworkers"] = 1
-    out["node"] = node_arr[w]
-    out["cores"] = cores[sid]
-    out["gpus"] = gpus[sid]
-    out["created"] = created[tid]
-    out["ready"] = ready_at[tid] - t0
+def _build_done(tid_a: array, start_a: array, dur_a: array, meta_a: array,
+                times: tuple[np.ndarray, np.ndarray], rank_arr: np.ndarray,
+                t0: float) -> DoneBlock:
+    """The ``done`` entries (a DoneBlock) of buffered successful first attempts: the
+    task, start and duration columns as they arrived, four numbers per results
+    message (entries, received, worker index, its clock offset) and the per-task
+    times of the run (ready, dispatched; created is its set's, in the trace's
+    ``sets`` table). Contiguous column operations only: no rows are built."""
+    tid = np.frombuffer(tid_a, dtype=np.int64)
+    meta = np.frombuffer(meta_a, dtype=np.float64).reshape(-1, 4)
+    counts = meta[:, 0].astype(np.int64)
+    ready_at, dispatched = times
+    d = np.take(dispatched, tid)
+    d -= t0
+    s = np.frombuffer(start_a, dtype=np.float64) - t0
+    if meta[:, 3].any():
+        s -= np.repeat(meta[:, 3], counts)
     # the same clamps as the per-row path: dispatched <= started <= ended <= received
-    d = dispatched[tid] - t0
-    s = np.maximum(started - np.repeat(meta["off"], counts) - t0, d)
-    e = np.minimum(s + dur, recv)
-    out["dispatched"] = d
-    out["started"] = np.minimum(s, e)
-    out["ended"] = e
-    out["received"] = recv
-    return out
+    np.maximum(s, d, out=s)
+    e = s + np.frombuffer(dur_a, dtype=np.float64)
+    np.minimum(e, np.repeat(meta[:, 1], counts), out=e)
+    np.minimum(s, e, out=s)
+    ready = np.take(ready_at, tid)
+    ready -= t0
+    batches = np.empty(len(meta), dtype=BATCH_DTYPE)
+    batches["n"] = counts
+    batches["received"] = meta[:, 1]
+    batches["worker"] = rank_arr[meta[:, 2].astype(np.int64)]
+    return DoneBlock(tid, s, e, ready, d, batches)
 
 
 class Master:
@@ -212,8 +201,6 @@ class Master:
         # in until the trace flushes (see _keep_batch and _flush_rows)
         self._new_batch_buffers()
         self._rank_arr = np.asarray(self.rank_of, dtype=np.int32)
-        self._node_arr = np.asarray(self.node_of, dtype=np.int32)
-        self._set_cols: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
         if trace is not None:
             trace.pre_flush = self._flush_rows
         self.fail_fast = False
@@ -442,17 +429,17 @@ class Master:
         attempts = sched.attempts
         task_done = sched.task_done
         keep = self.keep
-        # Successful single-rank attempts are recorded as the batch's own columns,
-        # handed to the trace in one piece below (completed vectorized at flush:
-        # done is final, so their created/ready/dispatched times cannot change any
-        # more). Every other position is listed in `other`: a late copy (not
-        # recorded) or a row built one by one (failures, cancels, gangs).
+        # Successful single-rank first attempts are recorded as the batch's own
+        # columns, handed to the trace's ``done`` group in one piece below (completed
+        # at flush: done is final, so their created/ready/dispatched times cannot
+        # change any more). Every other position is listed in `other`: a late copy
+        # (not recorded) or a row built one by one (retries, failures, cancels, gangs).
         if (not callbacks and values is None and errors is None and not attempts
                 and not any(stats) and not any(atts) and sched.tasks_done(tids, w_src)):
             # the common case in one step: first attempts, all successful, no values,
             # one set, run on this worker alone (Scheduler.tasks_done checks the rest)
             if trace is not None:
-                self._keep_batch(tids, atts, starts, durs, None, recv, w_src, off)
+                self._keep_batch(tids, starts, durs, None, recv, w_src, off)
             return
         other: list[int] | None = None
         lo = hi = 0
@@ -473,7 +460,7 @@ class Master:
                     lo, hi = ts.offset, ts.offset + ts.n
                 status = stats[i]
                 value = values[i] if values is not None else None
-                if status == STATUS_OK and len(gang) == 1:
+                if status == STATUS_OK and len(gang) == 1 and not attempt:
                     task_done(tid)
                     if value is not None and keep[ts.sid]:
                         self.results[tid] = value
@@ -545,19 +532,21 @@ class Master:
             if trace is not None and i >= 0:
                 stop = i + 1 if sched.state[tids[i]] == DONE and (
                     other is None or i not in other) else i
-                self._keep_batch(tids[:stop], atts[:stop], starts[:stop], durs[:stop],
+                self._keep_batch(tids[:stop], starts[:stop], durs[:stop],
                                  [k for k in other if k < stop] if other else None,
                                  recv, w_src, off)
             raise
         if trace is not None:
-            self._keep_batch(tids, atts, starts, durs, other, recv, w_src, off)
+            self._keep_batch(tids, starts, durs, other, recv, w_src, off)
         if len(wf.sets) > nsets:
             self._sets_added(nsets)
 
-    def _keep_batch(self, tids: Any, atts: Any, starts: Any, durs: Any,
-                    other: list[int] | None, recv: float, w: int, off: float) -> None:
-        """Buffer the successful single-rank rows of a batch for the trace: all but the
-        positions in ``other`` (usually none: four memory copies per message)."""
+    def _keep_batch(self, tids: Any, starts: Any, durs: Any, other: list[int] | None,
+                    recv: float, w: int, off: float) -> None:
+        """Buffer the successful single-rank first attempts of a batch for the trace:
+        all but the positions in ``other`` (usually none: three memory copies and four
+        numbers per message; the buffers' memory is reused from flush to flush, where
+        holding on to each message's own arrays measured slower)."""
         if not len(tids):
             return
         if other is not None:
@@ -566,50 +555,39 @@ class Master:
             skip = set(other)
             pick = [i for i in range(len(tids)) if i not in skip]
             tids = array("q", [tids[i] for i in pick])
-            atts = array("i", [atts[i] for i in pick])
             starts = array("d", [starts[i] for i in pick])
             durs = array("d", [durs[i] for i in pick])
         self._b_tid += tids
-        self._b_att += atts
         self._b_start += starts
         self._b_dur += durs
-        self._b_msgs.append((len(tids), recv, w, off))
+        self._b_meta.extend((len(tids), recv, w, off))
         if len(self._b_tid) >= ROWS_PER_FLUSH and self.trace is not None:
-            self.trace.flush(wait=False)
+            self.trace.flush(wait=False, tail=False)
 
     def _flush_rows(self) -> None:
-        """Hand the buffered rows of successful attempts to the trace: the columns
-        now (fresh buffers take their place), the rows built when written (by the
-        trace's writer thread, if it has one). A done task's created, ready and
-        dispatched times are final, so building them later reads the same values."""
-        msgs = self._b_msgs
-        if not msgs or self.trace is None:
+        """Hand the buffered successful first attempts to the trace: the columns now
+        (fresh buffers take their place), the ``done`` entries built when written (by
+        the trace's writer thread, if it has one). A done task's ready and dispatched
+        times are final, so building them later reads the same values."""
+        if not self._b_meta or self.trace is None:
             return
-        cols = (self._b_tid, self._b_att, self._b_start, self._b_dur)
-        wf = self.wf
-        if self._set_cols is None or self._set_cols[0] != len(wf.sets):
-            self._set_cols = (len(wf.sets),
-                              np.array([ts.offset for ts in wf.sets], dtype=np.int64),
-                              np.array([ts.cores for ts in wf.sets], dtype=np.int32),
-                              np.array([ts.gpus for ts in wf.sets], dtype=np.int32))
+        cols = (self._b_tid, self._b_start, self._b_dur, self._b_meta)
         # the arrays as they are now (a later growth allocates new ones)
-        times = (self.created.a, self.sched.ready_at, self.dispatched.a)
-        set_cols, rank_arr, node_arr, t0 = self._set_cols, self._rank_arr, self._node_arr, \
-            self.t0
+        times = (self.sched.ready_at, self.dispatched.a)
+        rank_arr, t0 = self._rank_arr, self.t0
         self._new_batch_buffers()
 
-        def build() -> np.ndarray:
-            return _build_rows(cols, msgs, set_cols, times, rank_arr, node_arr, t0)
+        def build() -> DoneBlock:
+            return _build_done(*cols, times, rank_arr, t0)
 
-        self.trace.add_rows(build)
+        self.trace.add_done(build)
 
     def _new_batch_buffers(self) -> None:
         self._b_tid = array("q")
-        self._b_att = array("i")
         self._b_start = array("d")
         self._b_dur = array("d")
-        #: per buffered batch: (rows, received, worker index, its clock offset)
-        self._b_msgs: list[tuple[int, float, int, float]] = []
+        #: per buffered message: entries, received, worker index, its clock offset
+        self._b_meta = array("d")
 
     def _gang_report(self, src: int, gang: tuple[int, ...], tid: int, attempt: int,
                      rep: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -647,7 +625,7 @@ class Master:
         self.sched.tasks_added()
         self._update_keep()
         if self.trace is not None:
-            self.trace.sets_added()
+            self.trace.sets_added(created=now - self.t0)
             self.trace.set_attr("ntasks", n)
 
     def add_sets_now(self) -> None:
@@ -729,7 +707,7 @@ class Master:
                     # results; under a flood of short tasks rank 0 is never idle this long
                     # and the periodic flush keeps the hot path cheap.
                     if backoff.idle_for() >= IDLE_FLUSH and (
-                            self._b_msgs or trace.rows or trace.errors):
+                            self._b_meta or trace.rows or trace.errors):
                         trace.flush()
                     else:
                         trace.maybe_flush()

@@ -6,9 +6,13 @@ Layout of a trace file (plain h5py reads all of it; no pickles)::
     /runs/<k>/             one group per run (a resumed run appends a group)
         attrs              mode, command, versions, ranks, start_time (epoch s),
                            simulated, complete (False until the run ended cleanly), ...
-        tasks              one row per task attempt, fields TASK_FIELDS (no strings:
-                           a row's name comes from ``sets``, its host from ``workers``;
-                           :func:`load` adds both as columns)
+        tasks              one row per task attempt not in ``done``, fields TASK_FIELDS
+                           (no strings: a row's name comes from ``sets``, its host from
+                           ``workers``; :func:`load` adds both as columns)
+        done/              the successful first attempts of single-worker tasks (nearly
+                           every task of a run): one 1-D dataset per field of DONE_FIELDS
+                           and ``batches`` (BATCH_DTYPE, one row per results message);
+                           :func:`load` merges them into the task rows
         sets               one row per task set, fields SET_FIELDS
         workers            one row per worker, fields WORKER_FIELDS
         set_edges          (parent set, child set, kind 0=all 1=one)
@@ -37,7 +41,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,8 +50,12 @@ from .resources import WorkerSpec
 
 FORMAT = "mpiwf-trace"
 #: 2: the tasks dataset holds numbers only (name and host were S64 columns in 1:
-#: 128 of 219 bytes per row, and their building cost rank 0 a third of the trace)
-FORMAT_VERSION = 2
+#: 128 of 219 bytes per row, and their building cost rank 0 a third of the trace).
+#: 3: successful first attempts of single-worker tasks are stored as the columns of
+#: the ``done`` group (40 bytes each instead of a 91-byte row, written as they come:
+#: no rows to build on rank 0); their other fields follow from ``sets`` and ``workers``
+#: (``sets`` gained ``created``: every task of a set is added to the run at once)
+FORMAT_VERSION = 3
 ROWS_PER_FLUSH = 65536
 
 #: Per-attempt task rows: (field, dtype, meaning).
@@ -75,10 +83,40 @@ DERIVED_FIELDS: list[tuple[str, str, str]] = [
     ("name", "S64", "task name: 'set' or 'set[i]' (UTF-8, cut at 64 bytes)"),
     ("host", "S64", "host of the worker (UTF-8, cut at 64 bytes); empty if its rank is unknown"),
 ]
+#: The ``done`` group's columns, each a 1-D dataset: one entry per successful first
+#: attempt run by one worker; entry i belongs to the results message (``batches``
+#: row) that the running sum of ``batches["n"]`` puts it in. Times as in TASK_FIELDS;
+#: ``created`` is its set's (``sets.created``).
+DONE_FIELDS: list[tuple[str, str, str]] = [
+    ("task", "<i8", "task id"),
+    ("started", "<f8", "kernel began (corrected to rank 0's clock)"),
+    ("ended", "<f8", "kernel returned"),
+    ("ready", "<f8", "dependencies (and stage) satisfied"),
+    ("dispatched", "<f8", "sent to its worker"),
+]
+#: ``done/batches``: one row per results message: how many ``done`` entries it holds,
+#: when rank 0 received it, and the rank of the worker that sent it.
+BATCH_DTYPE = np.dtype([("n", "<i4"), ("received", "<f8"), ("worker", "<i4")])
 #: A stored row (the ``tasks`` dataset; what writers append).
 ROW_DTYPE = np.dtype([(n, t) for n, t, _ in TASK_FIELDS])
 #: A row as :func:`load` returns it: the stored fields plus name and host.
 TASK_DTYPE = np.dtype([(n, t) for n, t, _ in TASK_FIELDS + DERIVED_FIELDS])
+DONE = 4  # STATUS_NAMES.index("done")
+
+
+class DoneBlock(NamedTuple):
+    """Entries for the ``done`` group (what :meth:`TraceWriter.add_done` takes): one
+    array per field of DONE_FIELDS, all of one length, and the BATCH_DTYPE rows of
+    the messages they came in (their ``n`` sum to that length)."""
+
+    task: np.ndarray
+    started: np.ndarray
+    ended: np.ndarray
+    ready: np.ndarray
+    dispatched: np.ndarray
+    batches: np.ndarray
+
+
 STATUS_NAMES = ("pending", "ready", "dispatched", "running", "done", "failed", "skipped",
                 "cancelled", "timeout", "lost")
 
@@ -100,7 +138,7 @@ def _vstr() -> Any:
 
 SET_FIELDS = [("sid", "<i4"), ("name", "vstr"), ("n", "<i8"), ("kernel", "vstr"),
               ("ranks", "<i4"), ("cores", "<i4"), ("gpus", "<i4"), ("duration", "<f8"),
-              ("stage", "<i4"), ("level", "<i4"), ("offset", "<i8")]
+              ("stage", "<i4"), ("level", "<i4"), ("offset", "<i8"), ("created", "<f8")]
 WORKER_FIELDS = [("rank", "<i4"), ("node", "<i4"), ("host", "vstr"), ("cores", "<i4"),
                  ("gpus", "<i4"), ("core_ids", "vstr"), ("gpu_ids", "vstr"),
                  ("virtual_gpu", "?"), ("pid", "<i8"), ("clock_offset", "<f8")]
@@ -176,6 +214,8 @@ class TraceWriter:
         #: ROW_DTYPE arrays from add_rows, or callables that build one (run by the
         #: writer thread in background mode)
         self.blocks: list[np.ndarray | Callable[[], np.ndarray]] = []
+        #: DoneBlocks from add_done, or callables that build one
+        self.done: list[DoneBlock | Callable[[], DoneBlock]] = []
         self._jobs: queue.Queue[Any] | None = None
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
@@ -224,7 +264,25 @@ class TraceWriter:
         for k, v in (attrs or {}).items():
             self.set_attr(k, v)
         self.tasks = self.g.create_dataset("tasks", shape=(0,), maxshape=(None,),
-                                           dtype=ROW_DTYPE, chunks=(4096,))
+                                           dtype=ROW_DTYPE, chunks=(1024,))
+        # chunks of up to 65,536 entries (512 KiB; a small run gets small ones):
+        # smaller chunks cost a flush twice as much
+        chunk = int(min(65536, max(1024, 1 << max(int(workflow.ntasks) - 1, 0).bit_length())))
+        done = self.g.create_group("done")
+        self.done_ds = [done.create_dataset(n, shape=(0,), maxshape=(None,), dtype=t,
+                                            chunks=(chunk,)) for n, t, _ in DONE_FIELDS]
+        self.batches = done.create_dataset("batches", shape=(0,), maxshape=(None,),
+                                           dtype=BATCH_DTYPE, chunks=(max(chunk // 64, 256),))
+        self.ndone = 0
+        # The done columns are written a whole chunk at a time (HDF5's direct chunk
+        # write: one copy, no chunk cache); the entries past the last whole chunk wait
+        # in ``_tails`` and are written padded at every flush that is not only for
+        # size (``flush(tail=False)``): at most ``flush_interval`` s later.
+        self._chunk = chunk
+        self._full = 0  # whole chunks written
+        self._tails: list[np.ndarray] = [np.zeros(0, dtype=t) for _, t, _ in DONE_FIELDS]
+        self._tail_written = True
+        self._direct = all(hasattr(ds.id, "write_direct_chunk") for ds in self.done_ds)
         self.g.create_dataset("sets", shape=(0,), maxshape=(None,), dtype=_dtype(SET_FIELDS),
                               chunks=(256,))
         self.g.create_dataset("set_edges", shape=(0, 3), maxshape=(None, 3), dtype="<i8",
@@ -291,12 +349,15 @@ class TraceWriter:
             del self.g["workers"]
         self.g.create_dataset("workers", data=_table(rows, WORKER_FIELDS))
 
-    def sets_added(self) -> None:
-        """Write the sets and edges added to the workflow since the last call."""
+    def sets_added(self, created: float = 0.0) -> None:
+        """Write the sets and edges added to the workflow since the last call;
+        ``created``: when they were added to the run (seconds since ``start_time``)."""
         self.sync()
         wf = self.wf
         desc = wf.describe()
         new = desc[self._nsets_written:]
+        for d in new:
+            d["created"] = created
         if new:
             ds = self.g["sets"]
             ds.resize((len(desc),))
@@ -333,6 +394,11 @@ class TraceWriter:
         if callable(rows) or len(rows):
             self.blocks.append(rows)
 
+    def add_done(self, block: DoneBlock | Callable[[], DoneBlock]) -> None:
+        """Append entries to the ``done`` group (a DoneBlock, or a callable that builds
+        one when written); written at the next flush."""
+        self.done.append(block)
+
     def add_error(self, task: int, attempt: int, rank: int, host: str, etype: str,
                   message: str, tb: str) -> None:
         """Record a failed attempt's error (written at the next flush)."""
@@ -342,15 +408,18 @@ class TraceWriter:
     def maybe_flush(self) -> None:
         """Flush if ``flush_interval`` has passed since the last flush (without waiting
         for a writer thread)."""
-        if (self.rows or self.errors or self.blocks or self.pre_flush is not None) and \
+        if (self.rows or self.errors or self.blocks or self.done or
+                self.pre_flush is not None) and \
                 time.monotonic() - self.last_flush >= self.flush_interval:
             self.flush(wait=False)
 
-    def flush(self, wait: bool = True) -> None:
+    def flush(self, wait: bool = True, tail: bool = True) -> None:
         """Write buffered rows and errors and flush the file to disk.
 
         With a writer thread, ``wait=False`` hands them over and returns at once;
         ``wait=True`` (the default: durability points) returns once they are written.
+        ``tail=False`` (a flush for size, not time) leaves the ``done`` entries past
+        the last whole chunk for the next flush.
         """
         self.last_flush = time.monotonic()
         if self.pre_flush is not None:
@@ -360,16 +429,22 @@ class TraceWriter:
             blocks.append(np.array(self.rows, dtype=ROW_DTYPE))
             self.rows = []
         self.blocks = []
+        done, self.done = self.done, []
         errors, self.errors = self.errors, []
         if self._jobs is None:
-            self._write(blocks, errors)
+            self._write(blocks, done, errors, tail)
             return
         if self._failed is None:
-            self._jobs.put(lambda: self._write(blocks, errors))
+            self._jobs.put(lambda: self._write(blocks, done, errors, tail))
         if wait:
             self.sync()
 
-    def _write(self, blocks: list[Any], errors: list[dict[str, Any]]) -> None:
+    def _write(self, blocks: list[Any], done: list[Any], errors: list[dict[str, Any]],
+               tail: bool = True) -> None:
+        if done:
+            self._append_done([b() if callable(b) else b for b in done], tail)
+        elif tail and not self._tail_written:
+            self._write_tail()
         if blocks:
             parts = [b() if callable(b) else b for b in blocks]
             arr = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -387,20 +462,66 @@ class TraceWriter:
         self.f.flush()
 
     def _append(self, arr: np.ndarray) -> None:
-        """Append rows to the tasks dataset: one resize and one H5Dwrite of the
-        contiguous buffer (h5py's low-level call; its slicing costs a fifth more)."""
-        ds = self.tasks
-        n0 = ds.shape[0]
-        n = len(arr)
-        ds.resize((n0 + n,))
-        arr = np.ascontiguousarray(arr)
-        try:
-            fspace = ds.id.get_space()
-            fspace.select_hyperslab((n0,), (n,))
-            ds.id.write(_h5().h5s.create_simple((n,)), fspace, arr)
-        except (AttributeError, TypeError):  # pragma: no cover - other h5py builds
-            ds[n0:] = arr
-        self.nrows = n0 + n
+        """Append rows to the tasks dataset."""
+        self.nrows = _extend(self.tasks, arr)
+
+    def _append_done(self, parts: list[DoneBlock], tail: bool = True) -> None:
+        """Append DoneBlocks to the ``done`` columns, ``batches`` after them (a file
+        cut short holds no more entries than its batch rows count, and :func:`load`
+        reads no more than every column holds)."""
+        cols = [p[0] if len(parts) == 1 else np.concatenate(p) for p in zip(*parts)]
+        n = len(cols[0])
+        if not n:
+            return
+        if self._direct:
+            self._chunks_out(cols[:-1], tail)
+        else:  # pragma: no cover - h5py builds without direct chunk writes
+            for ds, arr in zip(self.done_ds, cols):
+                _extend(ds, arr)
+        _extend(self.batches, cols[-1])
+        self.ndone += n
+        lo, hi = float(cols[1].min()), float(cols[2].max())
+        self.span = (min(self.span[0], lo), max(self.span[1], hi))
+
+    def _chunks_out(self, cols: list[np.ndarray], tail: bool) -> None:
+        """Write every whole chunk the tails and ``cols`` make; keep the rest as the
+        new tails (written padded too when ``tail``)."""
+        c = self._chunk
+        full = self._full + (len(self._tails[0]) + len(cols[0])) // c
+        # a chunk is written inside the extent only; the extent never shrinks (a
+        # tail written earlier stays readable until its chunk is rewritten whole)
+        ext = max(self.done_ds[0].shape[0], full * c)
+        for ds in self.done_ds:
+            ds.resize((ext,))
+        for i, (ds, col) in enumerate(zip(self.done_ds, cols)):
+            col = np.ascontiguousarray(col, dtype=ds.dtype)
+            t, k, pos = self._tails[i], self._full, 0
+            if len(t) and len(t) + len(col) >= c:
+                pos = c - len(t)
+                ds.id.write_direct_chunk((k * c,), np.concatenate([t, col[:pos]]))
+                t = t[:0]
+                k += 1
+            while len(col) - pos >= c:
+                ds.id.write_direct_chunk((k * c,), col[pos:pos + c])
+                pos += c
+                k += 1
+            rest = col[pos:]
+            self._tails[i] = np.concatenate([t, rest]) if len(t) else rest.copy()
+        self._full = full
+        self._tail_written = not len(self._tails[0])
+        if tail:
+            self._write_tail()
+
+    def _write_tail(self) -> None:
+        """Write the entries past the last whole chunk (one chunk, padded)."""
+        c, n = self._chunk, len(self._tails[0])
+        if n:
+            for ds, t in zip(self.done_ds, self._tails):
+                ds.resize((self._full * c + n,))
+                buf = np.zeros(c, dtype=ds.dtype)
+                buf[:n] = t
+                ds.id.write_direct_chunk((self._full * c,), buf)
+        self._tail_written = True
 
     @property
     def makespan(self) -> float:
@@ -460,6 +581,23 @@ class TraceWriter:
         if self._failed is not None:
             exc, self._failed = self._failed, None
             raise TraceError(f"{self.path}: trace write failed: {exc}") from exc
+
+
+def _extend(ds: Any, arr: np.ndarray) -> int:
+    """Append ``arr`` to the 1-D dataset ``ds``: one resize and one H5Dwrite of the
+    contiguous buffer (h5py's low-level call; its slicing costs a fifth more).
+    Returns the new length."""
+    n0 = ds.shape[0]
+    n = len(arr)
+    ds.resize((n0 + n,))
+    arr = np.ascontiguousarray(arr, dtype=ds.dtype)
+    try:
+        fspace = ds.id.get_space()
+        fspace.select_hyperslab((n0,), (n,))
+        ds.id.write(_h5().h5s.create_simple((n,)), fspace, arr)
+    except (AttributeError, TypeError):  # pragma: no cover - other h5py builds
+        ds[n0:] = arr
+    return n0 + n
 
 
 def _index_names(prefix: bytes, idx: np.ndarray) -> np.ndarray:
@@ -597,6 +735,8 @@ def load(path: str, run: int = -1) -> Trace:
             stored = g["tasks"][:]
             sets = _rows(g["sets"][:])
             workers = _rows(g["workers"][:]) if "workers" in g else []
+            if "done" in g:
+                stored = _merge_done(stored, g["done"], sets, workers)
             tasks = _with_derived(stored, sets, workers)
             se = g["set_edges"][:] if "set_edges" in g else np.zeros((0, 3), "<i8")
             te = g["task_edges"][:] if "task_edges" in g else np.zeros((0, 2), "<i8")
@@ -606,6 +746,55 @@ def load(path: str, run: int = -1) -> Trace:
         return Trace(path, int(key), attrs, tasks, sets, workers, se, te, errors)
     finally:
         f.close()
+
+
+def _done_count(done: Any) -> tuple[np.ndarray, int]:
+    """The ``batches`` rows of a ``done`` group and how many entries they cover that
+    every column holds (a run killed part-way through a write may leave columns
+    longer than its batches, never shorter, but a damaged file may)."""
+    b = done["batches"][:]
+    n = int(b["n"].sum(dtype=np.int64))
+    return b, min([n] + [done[k].shape[0] for k, _, _ in DONE_FIELDS])
+
+
+def _merge_done(stored: np.ndarray, done: Any, sets: list[dict[str, Any]],
+                workers: list[dict[str, Any]]) -> np.ndarray:
+    """The ``tasks`` rows and the ``done`` group's entries as rows (ROW_DTYPE), in
+    the order rank 0 received them."""
+    b, n = _done_count(done)
+    if not n:
+        return stored
+    out = np.zeros(n, dtype=ROW_DTYPE)
+    for k, _, _ in DONE_FIELDS:
+        out[k] = done[k][:n]
+    counts = b["n"].astype(np.int64)
+    out["received"] = np.repeat(b["received"], counts)[:n]
+    out["worker"] = rank = np.repeat(b["worker"], counts)[:n]
+    out["status"] = DONE
+    out["nworkers"] = 1
+    # set, index, cores and GPUs from the sets table
+    if sets:
+        tbl = sorted(sets, key=lambda r: int(r["offset"]))
+        offs = np.array([int(r["offset"]) for r in tbl], dtype=np.int64)
+        pos = np.maximum(np.searchsorted(offs, out["task"], side="right") - 1, 0)
+        for col, key in (("set", "sid"), ("cores", "cores"), ("gpus", "gpus"),
+                         ("created", "created")):
+            out[col] = np.array([r.get(key) or 0 for r in tbl])[pos]
+        out["index"] = out["task"] - offs[pos]
+    # the node from the workers table (-1 for a rank it lacks)
+    node = {int(w["rank"]): int(w["node"]) for w in workers}
+    ranks, inv = np.unique(rank, return_inverse=True)
+    out["node"] = np.array([node.get(int(r), -1) for r in ranks.tolist()],
+                           dtype=np.int32)[inv.ravel()]
+    if len(stored):
+        if stored.dtype != ROW_DTYPE:  # by field name, never by position
+            rows = np.zeros(len(stored), dtype=ROW_DTYPE)
+            for k in set(ROW_DTYPE.names or ()) & set(stored.dtype.names or ()):
+                rows[k] = stored[k]
+            stored = rows
+        out = np.concatenate([stored, out])
+        out = out[np.argsort(out["received"], kind="stable")]
+    return out
 
 
 def _with_derived(stored: np.ndarray, sets: list[dict[str, Any]],
@@ -663,8 +852,11 @@ def done_tasks(path: str) -> set[int]:
     try:
         out: set[int] = set()
         for key in f["runs"]:
-            t = f["runs"][key]["tasks"][:]
-            out.update(t["task"][t["status"] == 4].tolist())
+            g = f["runs"][key]
+            t = g["tasks"][:]
+            out.update(t["task"][t["status"] == DONE].tolist())
+            if "done" in g:
+                out.update(g["done"]["task"][:_done_count(g["done"])[1]].tolist())
         return out
     finally:
         f.close()

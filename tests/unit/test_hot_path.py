@@ -506,3 +506,79 @@ def test_a_set_the_remaining_workers_cannot_hold_is_given_up(tmp_path) -> None:
         m._on_results(ranks[g[0]], pack_results([(t, 0, STATUS_OK, now, 0.0, None, None)]))
     assert s.finished and s.n_done == 2
     tw.close()
+
+
+def test_done_entries_are_columns_that_load_as_whole_rows(tmp_path) -> None:
+    """Format 3: successful first attempts of single-worker tasks go to the ``done``
+    group as columns; loaded, they have every field of a whole row (set, index, cores,
+    GPUs, node, worker, created, received; times corrected by the worker's clock
+    offset), in receipt order. A failure and its retried success keep whole rows."""
+    import h5py
+
+    from mpiwf.config import Config
+    from mpiwf.protocol import pack_results
+    from mpiwf.trace import done_tasks
+
+    wf = Workflow("cols")
+    wf.add_set("a", 4, "noop", duration=0.0, retries=1, cores=2, gpus=1)
+    workers = uniform_workers(2, 1, cores=2, gpus_per_node=1)  # ranks 1, 2 on nodes 0, 1
+    path = str(tmp_path / "c.h5")
+    tw = TraceWriter(path, wf, workers)
+    m = Master(wf, Config(progress_interval=0), _Ep(), workers, tw,  # type: ignore[arg-type]
+               clock_offsets=[0.0, 0.5])
+    m.sched.now = time.time()
+    m.sched.start()
+    m._dispatch()
+    mine = {w: sorted(t for t, g in m.sched.running.items() if g == (w,)) for w in (0, 1)}
+    assert sorted(mine[0] + mine[1]) == [0, 1, 2, 3] and mine[0] and mine[1]
+    time.sleep(0.01)
+    now = time.time()
+    ok, bad = mine[0][0], mine[0][1:]
+    m._on_results(1, pack_results([(ok, 0, STATUS_OK, now - 0.004, 0.001, None, None)] + [
+        (t, 0, 1, now - 0.004, 0.001, None, ("E", "m", "", 1, "node0000")) for t in bad]))
+    # rank 2's clock runs 0.5 s ahead of rank 0's
+    m._on_results(2, pack_results([(t, 0, STATUS_OK, now + 0.5 - 0.003, 0.002, None, None)
+                                   for t in mine[1]]))
+    wf.add_set("late", 2, "noop", duration=0.0)
+    m.add_sets_now()
+    m._dispatch()
+    time.sleep(0.01)
+    now2 = time.time()
+    for w in (0, 1):
+        got = sorted(t for t, g in m.sched.running.items() if g == (w,))
+        m._on_results(w + 1, pack_results([
+            (t, m.sched.attempts.get(t, 0), STATUS_OK, now2 + 0.5 * w - 0.002, 0.001, None,
+             None) for t in got]))
+    assert m.sched.n_done == 6
+    tw.close()
+    with h5py.File(path, "r") as f:
+        g = f["runs/0"]
+        assert g.attrs["format_version"] == 3
+        assert sorted(g["done/task"][:].tolist()) == sorted([ok] + mine[1] + [4, 5])
+        assert sorted(zip(g["tasks"]["task"].tolist(), g["tasks"]["attempt"].tolist())) == \
+            sorted([(t, 0) for t in bad] + [(t, 1) for t in bad])
+        assert g["done/batches"]["n"].sum() == len(g["done/task"])
+    tr = load(path)
+    t = tr.tasks
+    assert len(t) == 6 + len(bad)
+    assert np.all(np.diff(t["received"]) >= 0)  # receipt order
+    d = t[(t["status"] == DONE) & (t["attempt"] == 0)]
+    assert sorted(d["task"].tolist()) == sorted([ok] + mine[1] + [4, 5])
+    assert np.all(d["nworkers"] == 1) and np.all(d["node"] == d["worker"] - 1)
+    assert np.all(d["worker"][np.isin(d["task"], mine[1])] == 2)
+    a = d[d["task"] < 4]
+    assert np.all(a["set"] == 0) and np.all(a["index"] == a["task"])
+    assert np.all(a["cores"] == 2) and np.all(a["gpus"] == 1) and np.all(a["created"] == 0)
+    late = d[d["task"] >= 4]
+    assert np.all(late["set"] == 1) and sorted(late["index"].tolist()) == [0, 1]
+    assert np.all(late["cores"] == 1) and np.all(late["gpus"] == 0)
+    assert np.allclose(late["created"], m.created.a[4]) and m.created.a[4] > 0
+    # started: the worker's clock less its offset (rank 2's 0.5 s), never before dispatch
+    assert np.allclose(a["started"], now - m.t0 - np.where(a["worker"] == 1, 0.004, 0.003),
+                       atol=1e-6)
+    assert np.allclose(a["ended"] - a["started"], np.where(a["worker"] == 1, 0.001, 0.002))
+    order = ["created", "ready", "dispatched", "started", "ended", "received"]
+    for x, y in zip(order, order[1:]):
+        assert np.all(t[x] <= t[y]), (x, y)
+    assert set(t["name"].tolist()) >= {b"a[0]", b"late[1]"}
+    assert done_tasks(path) == set(range(6))

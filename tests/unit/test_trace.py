@@ -48,9 +48,12 @@ def test_simulated_trace_round_trip_and_metrics(tmp_path) -> None:
         g = f["runs/0"]
         assert set(g) >= {"tasks", "sets", "workers", "set_edges", "task_edges", "errors"}
         assert g["set_edges"][:].tolist() == [[0, 1, 0]]
-        assert all(ds.dtype.kind != "O" for ds in g.values())
-        # format 2: the task rows are numbers only; name and host come from the tables
-        assert g["tasks"].dtype == ROW_DTYPE and g.attrs["format_version"] == 2
+        datasets: list = []
+        g.visititems(lambda _n, o: datasets.append(o) if isinstance(o, h5py.Dataset) else None)
+        assert datasets and all(ds.dtype.kind != "O" for ds in datasets)
+        # format 3: the task rows are numbers only; name and host come from the tables
+        assert g["tasks"].dtype == ROW_DTYPE and g.attrs["format_version"] == 3
+        assert g["done/batches"].shape == (0,)  # the simulator writes whole rows
         assert all(g["tasks"].dtype[n].kind in "if" for n in ROW_DTYPE.names)
 
 
@@ -98,16 +101,16 @@ def test_format_1_rows_with_stored_names_still_load(tmp_path) -> None:
     assert tr.tasks["name"].tolist() == [b"old0", b"old1", b"old2"]  # as stored
     assert tr.tasks["host"].tolist() == [b"h1"] * 3
     assert summarize(tr)["makespan"] == pytest.approx(3.0)
-    # a resume appends a format-2 run: the root now describes the newest run, the
-    # old group (no attribute: format 1) still loads
+    # a resume appends a run of the current format: the root now describes the newest
+    # run, the old group (no attribute: format 1) still loads
     tw = TraceWriter(path, wf, uniform_workers(1, 2), {"mode": "async", "simulated": True},
                      append=True)
     simulate(wf, uniform_workers(1, 2), trace=tw)
     tw.close()
     with h5py.File(path, "r") as f:
-        assert f.attrs["format_version"] == 2 and "name" not in f.attrs["task_fields"]
+        assert f.attrs["format_version"] == 3 and "name" not in f.attrs["task_fields"]
         assert "format_version" not in f["runs/0"].attrs
-        assert f["runs/1"].attrs["format_version"] == 2
+        assert f["runs/1"].attrs["format_version"] == 3
     assert load(path, run=0).tasks["name"].tolist() == [b"old0", b"old1", b"old2"]
     assert load(path, run=1).tasks["name"].tolist() == [b"a[0]", b"a[1]", b"b"]
     assert done_tasks(path) == {0, 1, 2}
@@ -259,3 +262,86 @@ def test_close_ends_the_thread_and_the_file_whatever_the_flush_raises(tmp_path) 
     tr = load(path)
     assert tr.tasks["task"].tolist() == [0, 1, 2]
     assert not tr.attrs["complete"] and "driver bug" in tr.attrs["error"]
+
+
+def test_a_done_group_cut_short_loads_what_every_column_holds(tmp_path) -> None:
+    """Entries written without their batch row (a run killed between the writes) are
+    not loaded; a column shorter than the batches (a damaged file) bounds them all."""
+    from mpiwf.trace import BATCH_DTYPE, DONE_FIELDS, DoneBlock
+
+    wf = Workflow("cut")
+    wf.add_set("a", 10, "noop")
+    path = str(tmp_path / "cut.h5")
+    tw = TraceWriter(path, wf, uniform_workers(1, 2))
+
+    def block(lo: int, hi: int, recv: float) -> DoneBlock:
+        n = hi - lo
+        b = np.zeros(1, dtype=BATCH_DTYPE)
+        b[0] = (n, recv, 2)
+        t = np.arange(n, dtype=np.float64)
+        return DoneBlock(np.arange(lo, hi), t, t + 0.5, t * 0, t * 0, b)
+
+    tw.add_done(block(0, 4, 8.0))
+    tw.add_done(lambda: block(4, 7, 9.0))
+    tw.close()
+    tr = load(path)
+    assert tr.tasks["task"].tolist() == list(range(7))
+    assert tr.tasks["received"].tolist() == [8.0] * 4 + [9.0] * 3
+    assert tr.tasks["worker"].tolist() == [2] * 7 and tr.attrs["makespan"] == 3.5
+    assert done_tasks(path) == set(range(7))
+    with h5py.File(path, "a") as f:  # three more entries, their batch row never written
+        g = f["runs/0/done"]
+        for name, _t, _m in DONE_FIELDS:
+            g[name].resize((10,))
+    assert len(load(path).tasks) == 7 and done_tasks(path) == set(range(7))
+    with h5py.File(path, "a") as f:  # a column cut short
+        f["runs/0/done/ended"].resize((5,))
+    assert sorted(load(path).tasks["task"].tolist()) == [0, 1, 2, 3, 4]
+    assert done_tasks(path) == set(range(5))
+
+
+def test_done_columns_go_out_in_whole_chunks_and_tails_at_time_flushes(tmp_path) -> None:
+    """A flush for size writes whole chunks only; any other flush writes the rest too
+    (padded). What the file shows is always exactly what was written, in order."""
+    from mpiwf.trace import BATCH_DTYPE, DoneBlock
+
+    wf = Workflow("chunks")
+    wf.add_set("a", 1000, "noop")  # chunks of 1024 entries
+    path = str(tmp_path / "ch.h5")
+    tw = TraceWriter(path, wf, uniform_workers(1, 2))
+    assert tw._chunk == 1024 and tw._direct
+    nxt = 0
+
+    def add(n: int) -> None:
+        nonlocal nxt
+        b = np.zeros(1, dtype=BATCH_DTYPE)
+        b[0] = (n, float(nxt), 1)
+        t = np.arange(nxt, nxt + n, dtype=np.float64)
+        tw.add_done(DoneBlock(np.arange(nxt, nxt + n), t, t + 0.5, t, t, b))
+        nxt += n
+
+    def on_disk() -> list[int]:
+        return tw.done_ds[0][:].tolist()
+
+    add(700)
+    tw.flush(tail=False)
+    assert on_disk() == []  # not a whole chunk yet
+    add(700)
+    tw.flush(tail=False)
+    assert on_disk() == list(range(1024))
+    tw.flush()  # a time flush: the rest, padded
+    assert on_disk() == list(range(1400))
+    add(100)
+    tw.flush(tail=False)  # the tail grows in memory; what is on disk stays readable
+    assert on_disk() == list(range(1400))
+    add(3000)
+    tw.flush(tail=False)
+    assert on_disk() == list(range(4096))
+    assert tw.done_ds[2][:].tolist() == [x + 0.5 for x in range(4096)]
+    add(5)
+    tw.close()
+    t = load(path).tasks
+    assert t["task"].tolist() == list(range(4505))
+    assert np.array_equal(t["ended"], t["started"] + 0.5)
+    assert np.array_equal(t["received"], np.repeat([0.0, 700, 1400, 1500, 4500],
+                                                   [700, 700, 100, 3000, 5]))
