@@ -11,7 +11,10 @@ One invocation, on the same ranks: mpiwf runs each case through :func:`mpiwf.run
 Cases: independent null tasks, a layered DAG (sets of null tasks, set-to-set
 dependencies; futures waits for each layer), and spin tasks of 10 us, 100 us, 1 ms.
 Then: METG (the smallest spin duration whose efficiency is >= 50 %), trace on vs
-off (alternating runs), and rank 0's memory per task. The last line is
+off (alternating runs of --tasks null tasks, ``trace_overhead_at_100000``, and of 10^6,
+``trace_overhead``: the trace's cost to sustained throughput, the file's ~5 ms of
+creation and close spread over a run long enough to measure a rate), and rank 0's
+memory per task. The last line is
 ``ratio_vs_futures=<x>`` for the independent null tasks: the median of every
 trace-on mpiwf run of them (the machine is shared and noisy) over futures' rate.
 
@@ -51,13 +54,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--spin-seconds", type=float, default=0.5,
                    help="ideal wall time of each spin case (sets its task count)")
     p.add_argument("--repeat", type=int, default=9,
-                   help="trace on/off pairs (medians are reported)")
+                   help="trace on/off pairs of --tasks null tasks (medians are reported)")
+    p.add_argument("--overhead-tasks", type=int, default=1_000_000,
+                   help="null tasks per run of the trace on/off pairs that measure the "
+                        "trace's cost to sustained throughput (0: skip them)")
+    p.add_argument("--overhead-repeat", type=int, default=7,
+                   help="trace on/off pairs of --overhead-tasks null tasks")
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     p.add_argument("--no-futures", action="store_true", help="mpiwf cases only")
     a = p.parse_args(argv)
     if a.quick:
         a.tasks, a.sets, a.set_size = 5000, 10, 200
         a.futures_tasks, a.futures_sets, a.spin_seconds, a.repeat = 1000, 5, 0.1, 1
+        a.overhead_tasks, a.overhead_repeat = 20_000, 1
     return a
 
 
@@ -142,6 +151,25 @@ def _futures_run(comm: Any, layers: list[tuple[int, float]]) -> float:
 
 
 # ---------------------------------------------------------------------- helpers
+def _overhead(suffix: str, n: int, on: list[float], off: list[float], cpu_on: list[float],
+              cpu_off: list[float]) -> None:
+    """Print the trace on/off lines of one run size: the throughput lost to the trace
+    (1 - median rate on / median rate off; the median of the pairs' own ratios
+    beside it) and rank 0's CPU per task."""
+    m_on, m_off = statistics.median(on), statistics.median(off)
+    print(f"# {n} null tasks, trace off: {', '.join(f'{x:.0f}' for x in off)} tasks/s; "
+          f"on: {', '.join(f'{x:.0f}' for x in on)} tasks/s")
+    c_on, c_off = statistics.median(cpu_on), statistics.median(cpu_off)
+    print(f"# {n} null tasks, rank 0 CPU us/task, trace off: "
+          f"{', '.join(f'{x:.2f}' for x in cpu_off)}; on: {', '.join(f'{x:.2f}' for x in cpu_on)}")
+    print(f"trace_cpu_overhead{suffix}={c_on / c_off - 1:+.3f}  (rank 0 CPU per task, median "
+          f"on/off = {c_on:.2f}/{c_off:.2f} us, {n} null tasks)")
+    pair = statistics.median(x / y for x, y in zip(on, off) if y > 0)
+    print(f"trace_overhead{suffix}={1 - m_on / m_off:+.3f}  (wall rate, median on/off = "
+          f"{m_on:.0f}/{m_off:.0f} tasks/s, {n} null tasks; median of the {len(on)} pairs' "
+          f"own ratios: {1 - pair:+.3f})")
+
+
 def _rss_kib() -> tuple[int, int]:
     """(current RSS, peak RSS) of this process in KiB (Linux; zeros elsewhere)."""
     cur = peak = 0
@@ -255,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 break
         # -- trace on vs off, alternating, medians
-        # (wall rates, and rank 0's CPU per task: steadier on a shared machine)
+        # (wall rates, and rank 0's CPU per task: steadier on a shared machine):
+        # --tasks runs (their trace-on rates count for the headline) and longer
+        # --overhead-tasks runs (the trace's cost to sustained throughput: the file's
+        # creation and close, ~5 ms, are a fixed cost that 10^5 null tasks cannot hide)
         on: list[float] = []
         off: list[float] = []
         cpu_on: list[float] = []
@@ -265,24 +296,25 @@ def main(argv: list[str] | None = None) -> int:
                 dt, _, cpu = _mpiwf_run(comm, _null_wf(a.tasks), trace, tmp)
                 acc.append(a.tasks / dt if dt > 0 else 0.0)
                 cacc.append(cpu / a.tasks * 1e6)
+        lon: list[float] = []
+        loff: list[float] = []
+        lcpu_on: list[float] = []
+        lcpu_off: list[float] = []
+        if a.overhead_tasks > 0:
+            for _ in range(a.overhead_repeat):
+                for trace, acc, cacc in ((False, loff, lcpu_off), (True, lon, lcpu_on)):
+                    dt, _, cpu = _mpiwf_run(comm, _null_wf(a.overhead_tasks), trace, tmp)
+                    acc.append(a.overhead_tasks / dt if dt > 0 else 0.0)
+                    cacc.append(cpu / a.overhead_tasks * 1e6)
         if rank == 0:
             print("# METG sweep (spin us: efficiency): "
                   + ", ".join(f"{us:g}: {e:.2f}" for us, e in effs), flush=True)
             print(f"METG_us={metg:g}  (efficiency >= 50 % at {workers} workers)")
-            m_on, m_off = statistics.median(on), statistics.median(off)
             # the headline: median of every trace-on null run (the first one included)
             r_med = statistics.median(on + [r_null])
-            print(f"# trace off: {', '.join(f'{x:.0f}' for x in off)} tasks/s; "
-                  f"on: {', '.join(f'{x:.0f}' for x in on)} tasks/s")
-            c_on, c_off = statistics.median(cpu_on), statistics.median(cpu_off)
-            print(f"# rank 0 CPU us/task, trace off: {', '.join(f'{x:.2f}' for x in cpu_off)}; "
-                  f"on: {', '.join(f'{x:.2f}' for x in cpu_on)}")
-            print(f"trace_cpu_overhead={c_on / c_off - 1:+.3f}  (rank 0 CPU per task, median "
-                  f"on/off = {c_on:.2f}/{c_off:.2f} us)")
-            pair = statistics.median(x / y for x, y in zip(on, off) if y > 0)
-            print(f"trace_overhead={1 - m_on / m_off:+.3f}  (wall rate, median on/off = "
-                  f"{m_on:.0f}/{m_off:.0f} tasks/s; median of the {len(on)} pairs' own "
-                  f"ratios: {1 - pair:+.3f})")
+            _overhead(f"_at_{a.tasks}" if lon else "", a.tasks, on, off, cpu_on, cpu_off)
+            if lon:
+                _overhead("", a.overhead_tasks, lon, loff, lcpu_on, lcpu_off)
             print(f"mem_per_task_bytes={mem:.0f}  (rank 0 peak RSS growth / tasks, "
                   f"{a.tasks} null tasks, trace on, after a warm-up run)")
             print(f"mpiwf_null_median={r_med:.0f}  (tasks/s, {len(on) + 1} trace-on runs)")

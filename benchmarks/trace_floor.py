@@ -90,10 +90,11 @@ class MinimalWriter:
 
 def _raw_columns(self: Any) -> None:
     """Master._flush_rows for the minimal writer: hand over the raw columns."""
-    if not self._b_meta or self.trace is None:
+    if not self._b_n or self.trace is None:
         return
-    cols = (self._b_tid, self._b_start, self._b_dur)
-    self._new_batch_buffers()
+    n = self._b_n
+    cols = (self._b_tid[:n].copy(), self._b_start[:n].copy(), self._b_dur[:n].copy())
+    self._b_n = self._b_j = 0
     self.trace.add_rows(cols)
 
 

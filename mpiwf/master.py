@@ -116,7 +116,7 @@ class _Grow:
             self.a = b
 
 
-def _build_done(tid_a: array, start_a: array, dur_a: array, meta_a: array,
+def _build_done(tid_a: Any, start_a: Any, dur_a: Any, meta_a: Any,
                 times: tuple[np.ndarray, np.ndarray], rank_arr: np.ndarray,
                 t0: float) -> DoneBlock:
     """The ``done`` entries (a DoneBlock) of buffered successful first attempts: the
@@ -199,6 +199,8 @@ class Master:
         self.pump: Callable[[], bool] | None = None
         # rows of successful single-rank attempts, kept as the columns they arrived
         # in until the trace flushes (see _keep_batch and _flush_rows)
+        self._b_n: int = 0
+        self._b_j: int = 0
         self._new_batch_buffers()
         self._rank_arr = np.asarray(self.rank_of, dtype=np.int32)
         if trace is not None:
@@ -544,9 +546,10 @@ class Master:
     def _keep_batch(self, tids: Any, starts: Any, durs: Any, other: list[int] | None,
                     recv: float, w: int, off: float) -> None:
         """Buffer the successful single-rank first attempts of a batch for the trace:
-        all but the positions in ``other`` (usually none: three memory copies and four
-        numbers per message; the buffers' memory is reused from flush to flush, where
-        holding on to each message's own arrays measured slower)."""
+        all but the positions in ``other`` (usually none): three memory copies into
+        buffers that are reused from flush to flush (growing arrays, or holding on to
+        each message's own arrays, measured three to four times slower: fresh memory
+        costs a page fault per 4 KiB here), and four numbers per message."""
         if not len(tids):
             return
         if other is not None:
@@ -557,37 +560,69 @@ class Master:
             tids = array("q", [tids[i] for i in pick])
             starts = array("d", [starts[i] for i in pick])
             durs = array("d", [durs[i] for i in pick])
-        self._b_tid += tids
-        self._b_start += starts
-        self._b_dur += durs
-        self._b_meta.extend((len(tids), recv, w, off))
-        if len(self._b_tid) >= ROWS_PER_FLUSH and self.trace is not None:
+        k = len(tids)
+        n, j = self._b_n, self._b_j
+        if n + k > len(self._b_tid) or j + 4 > len(self._b_meta):
+            if self.trace is not None and n:
+                self.trace.flush(wait=False, tail=False)  # hands the buffers over
+            if k > len(self._b_tid):
+                self._new_batch_buffers(k)
+            n, j = self._b_n, self._b_j
+        m = n + k
+        try:
+            self._v_tid[n:m] = tids
+            self._v_start[n:m] = starts
+            self._v_dur[n:m] = durs
+        except (TypeError, ValueError, NotImplementedError):  # not array.array columns
+            self._b_tid[n:m] = tids
+            self._b_start[n:m] = starts
+            self._b_dur[n:m] = durs
+        v = self._v_meta
+        v[j] = k
+        v[j + 1] = recv
+        v[j + 2] = w
+        v[j + 3] = off
+        self._b_n, self._b_j = m, j + 4
+        if m >= ROWS_PER_FLUSH and self.trace is not None:
             self.trace.flush(wait=False, tail=False)
 
     def _flush_rows(self) -> None:
-        """Hand the buffered successful first attempts to the trace: the columns now
-        (fresh buffers take their place), the ``done`` entries built when written (by
-        the trace's writer thread, if it has one). A done task's ready and dispatched
-        times are final, so building them later reads the same values."""
-        if not self._b_meta or self.trace is None:
+        """Hand the buffered successful first attempts to the trace as the ``done``
+        entries they make, built when written. Without a writer thread that is within
+        this flush, so the buffers are read in place and then reused; a writer thread
+        gets copies. A done task's ready and dispatched times are final, so building
+        them later reads the same values."""
+        n, j = self._b_n, self._b_j
+        if not n or self.trace is None:
             return
-        cols = (self._b_tid, self._b_start, self._b_dur, self._b_meta)
+        cols = (self._b_tid[:n], self._b_start[:n], self._b_dur[:n], self._b_meta[:j])
+        if getattr(self.trace, "background", False):
+            cols = tuple(c.copy() for c in cols)  # type: ignore[assignment]
         # the arrays as they are now (a later growth allocates new ones)
         times = (self.sched.ready_at, self.dispatched.a)
         rank_arr, t0 = self._rank_arr, self.t0
-        self._new_batch_buffers()
+        self._b_n = self._b_j = 0
 
         def build() -> DoneBlock:
             return _build_done(*cols, times, rank_arr, t0)
 
         self.trace.add_done(build)
 
-    def _new_batch_buffers(self) -> None:
-        self._b_tid = array("q")
-        self._b_start = array("d")
-        self._b_dur = array("d")
+    def _new_batch_buffers(self, least: int = 0) -> None:
+        """Buffers for ROWS_PER_FLUSH buffered tasks (or ``least``), and memoryviews
+        of them that take ``array.array`` columns in one copy."""
+        cap = max(ROWS_PER_FLUSH + 1024, least)
+        self._b_tid = np.empty(cap, dtype=np.int64)
+        self._b_start = np.empty(cap, dtype=np.float64)
+        self._b_dur = np.empty(cap, dtype=np.float64)
         #: per buffered message: entries, received, worker index, its clock offset
-        self._b_meta = array("d")
+        self._b_meta = np.empty(4 * 8192, dtype=np.float64)
+        self._v_tid: Any = memoryview(self._b_tid.data).cast("B").cast("q")
+        self._v_start: Any = memoryview(self._b_start.data)
+        self._v_dur: Any = memoryview(self._b_dur.data)
+        self._v_meta: Any = memoryview(self._b_meta.data)
+        self._b_n = 0  # buffered tasks
+        self._b_j = 0  # used numbers of _b_meta
 
     def _gang_report(self, src: int, gang: tuple[int, ...], tid: int, attempt: int,
                      rep: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -707,7 +742,7 @@ class Master:
                     # results; under a flood of short tasks rank 0 is never idle this long
                     # and the periodic flush keeps the hot path cheap.
                     if backoff.idle_for() >= IDLE_FLUSH and (
-                            self._b_meta or trace.rows or trace.errors):
+                            self._b_n or trace.rows or trace.errors):
                         trace.flush()
                     else:
                         trace.maybe_flush()

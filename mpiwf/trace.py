@@ -216,6 +216,8 @@ class TraceWriter:
         self.blocks: list[np.ndarray | Callable[[], np.ndarray]] = []
         #: DoneBlocks from add_done, or callables that build one
         self.done: list[DoneBlock | Callable[[], DoneBlock]] = []
+        #: rows are built and written by a writer thread (``background=True``)
+        self.background = bool(background)
         self._jobs: queue.Queue[Any] | None = None
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None

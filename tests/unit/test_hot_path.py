@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from collections import deque
 
 import numpy as np
@@ -582,3 +583,32 @@ def test_done_entries_are_columns_that_load_as_whole_rows(tmp_path) -> None:
         assert np.all(t[x] <= t[y]), (x, y)
     assert set(t["name"].tolist()) >= {b"a[0]", b"late[1]"}
     assert done_tasks(path) == set(range(6))
+
+
+def test_buffered_done_entries_survive_full_buffers_and_odd_columns(tmp_path) -> None:
+    """More results messages than the per-message buffer holds, a message larger than
+    the task buffer, and columns that are not ``array.array``: every entry reaches the
+    trace once, with its own timing, whatever flushes the buffers force."""
+    n = 9000 + 70000
+    wf = Workflow("buf")
+    wf.add_set("a", n, "noop", duration=0.0)
+    path = str(tmp_path / "b.h5")
+    m, tw = _master(wf, 1, path)
+    m.sched.running.update({t: (0,) for t in range(n)})  # as if all were sent
+    m.dispatched.a[:n] = time.time()
+    now = time.time() + 0.01
+    r0 = now - m.t0 + 1.0  # received a second after each start
+
+    for t in range(9000):  # 9,000 one-result messages: more than the 8,192 the buffer holds
+        m._keep_batch(array("q", [t]), array("d", [now + t]), array("d", [0.5]), None,
+                      r0 + t, 0, 0.0)
+    assert m._b_n < 9000  # a flush took the first ones
+    big = list(range(9000, n))  # larger than the whole task buffer, as plain lists
+    m._keep_batch(big, [now + t for t in big], [0.5] * len(big), None, r0 + n, 0, 0.0)
+    tw.close()
+    t = load(path).tasks
+    assert t["task"].tolist() == list(range(n))
+    assert np.allclose(t["ended"] - t["started"], 0.5)
+    assert np.allclose(t["started"], now + np.arange(n) - m.t0)
+    assert np.allclose(t["received"][:9000], r0 + np.arange(9000))
+    assert np.all(t["received"][9000:] == r0 + n)
