@@ -18,7 +18,8 @@ memory per task. The last line is
 ``ratio_vs_futures=<x>`` for the independent null tasks: the median of every
 trace-on mpiwf run of them (the machine is shared and noisy) over futures' rate.
 
-mpiwf's time is the whole ``run()`` call (set-up, trace file, shutdown included);
+mpiwf's time is the whole ``run()`` call (set-up, trace file, shutdown included; every
+run writes a fresh trace file);
 futures' time is from the first ``submit`` to the last result (its pool start-up
 excluded), so the comparison does not favour mpiwf. Efficiency of spin tasks is
 ``tasks * duration / (workers * wall)`` (Task Bench's); ``spin`` busy-waits on the
@@ -71,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------------- mpiwf side
+_RUNS = [0]
+
+
 def _mpiwf_run(comm: Any, build: Callable[[], Any], trace: bool, tmp: str,
                **cfg: Any) -> tuple[float, int, float]:
     """Run one workflow with mpiwf on ``comm``; rank 0 gets (seconds, tasks done,
@@ -79,7 +83,10 @@ def _mpiwf_run(comm: Any, build: Callable[[], Any], trace: bool, tmp: str,
     from mpiwf.runner import run
 
     config = Config(progress_interval=0, rundir=os.path.join(tmp, "run"), **cfg)
-    path = os.path.join(tmp, "bench.h5") if trace else None
+    # a fresh file per run, as a user's run writes one (overwriting the previous run's
+    # 40 MB would time the filesystem freeing it too); all removed at the end
+    _RUNS[0] += 1
+    path = os.path.join(tmp, f"bench{_RUNS[0]}.h5") if trace else None
     comm.Barrier()
     c0 = time.process_time()
     t0 = time.perf_counter()
@@ -151,6 +158,12 @@ def _futures_run(comm: Any, layers: list[tuple[int, float]]) -> float:
 
 
 # ---------------------------------------------------------------------- helpers
+def _abba(i: int, a: Any, b: Any) -> tuple[Any, Any]:
+    """Pair ``i`` of an A B B A ... sequence: whatever a run leaves behind (the page
+    cache, the heap) falls on both modes alike."""
+    return (a, b) if i % 2 == 0 else (b, a)
+
+
 def _overhead(suffix: str, n: int, on: list[float], off: list[float], cpu_on: list[float],
               cpu_off: list[float]) -> None:
     """Print the trace on/off lines of one run size: the throughput lost to the trace
@@ -291,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         off: list[float] = []
         cpu_on: list[float] = []
         cpu_off: list[float] = []
-        for _ in range(a.repeat):
-            for trace, acc, cacc in ((False, off, cpu_off), (True, on, cpu_on)):
+        for i in range(a.repeat):
+            for trace, acc, cacc in _abba(i, (False, off, cpu_off), (True, on, cpu_on)):
                 dt, _, cpu = _mpiwf_run(comm, _null_wf(a.tasks), trace, tmp)
                 acc.append(a.tasks / dt if dt > 0 else 0.0)
                 cacc.append(cpu / a.tasks * 1e6)
@@ -301,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         lcpu_on: list[float] = []
         lcpu_off: list[float] = []
         if a.overhead_tasks > 0:
-            for _ in range(a.overhead_repeat):
-                for trace, acc, cacc in ((False, loff, lcpu_off), (True, lon, lcpu_on)):
+            for i in range(a.overhead_repeat):
+                for trace, acc, cacc in _abba(i, (False, loff, lcpu_off), (True, lon, lcpu_on)):
                     dt, _, cpu = _mpiwf_run(comm, _null_wf(a.overhead_tasks), trace, tmp)
                     acc.append(a.overhead_tasks / dt if dt > 0 else 0.0)
                     cacc.append(cpu / a.overhead_tasks * 1e6)

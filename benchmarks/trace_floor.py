@@ -66,7 +66,7 @@ class MinimalWriter:
     def maybe_flush(self) -> None:
         pass
 
-    def flush(self, wait: bool = True) -> None:
+    def flush(self, wait: bool = True, tail: bool = True) -> None:
         import numpy as np
 
         if self.pre_flush is not None:
