@@ -22,8 +22,9 @@ Layout of a trace file (plain h5py reads all of it; no pickles)::
 
 All times are float64 seconds since the run's ``start_time``. Rows are appended in
 batches and the file is flushed after each, so a killed run keeps every task whose
-row was flushed (at most ``flush_interval`` seconds or ROWS_PER_FLUSH = 65536 rows
-are at risk).
+row was flushed (at most ``flush_interval`` seconds, or under a flood of tiny tasks
+the ROWS_PER_FLUSH = 65536 rows rank 0 buffers and the ``done`` entries past the
+last whole chunk, fewer than as many again, are at risk).
 With ``background=True`` the rows are assembled and written by one writer thread
 (numpy and HDF5's writes release the GIL), so a rank 0 with a spare core keeps
 dispatching meanwhile; every other use of the file waits for the thread first. Up to
