@@ -38,6 +38,8 @@ class MinimalWriter:
         self.errors: list[Any] = []
         self.blocks: list[Any] = []
         self.pre_flush: Any = None
+        self.last_flush = 0.0
+        self.flush_interval = 1.0
         self.makespan = 0.0
         self.g = None
         self.n = 0

@@ -52,9 +52,12 @@ class Backoff:
         self._idle_since = 0.0
         self._delay = 0.0
 
-    def idle_for(self) -> float:
-        """Seconds since the first empty poll of the current idle stretch (0 if none)."""
-        return time.perf_counter() - self._idle_since if self._idle_since else 0.0
+    def idle_for(self, now: float = 0.0) -> float:
+        """Seconds since the first empty poll of the current idle stretch (0 if none);
+        ``now``: a ``time.perf_counter()`` the caller already has."""
+        if not self._idle_since:
+            return 0.0
+        return (now or time.perf_counter()) - self._idle_since
 
     def wait(self) -> None:
         """Called once per empty poll."""

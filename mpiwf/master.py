@@ -671,9 +671,11 @@ class Master:
 
     # ------------------------------------------------------------------ loop
     def _progress(self, last: float, start: float) -> float:
-        now = time.monotonic()
         iv = self.cfg.progress_interval
-        if not iv or now - last < iv:
+        if not iv:
+            return last
+        now = time.monotonic()
+        if now - last < iv:
             return last
         s = self.sched
         total = s.ntasks
@@ -740,11 +742,12 @@ class Master:
                     # Idle: write finished rows now, so a job killed from outside (a dead
                     # rank takes the whole MPICH job down) loses at most ~IDLE_FLUSH of
                     # results; under a flood of short tasks rank 0 is never idle this long
-                    # and the periodic flush keeps the hot path cheap.
-                    if backoff.idle_for() >= IDLE_FLUSH and (
+                    # and the periodic flush keeps the hot path cheap. One clock read.
+                    now = time.perf_counter()
+                    if backoff.idle_for(now) >= IDLE_FLUSH and (
                             self._b_n or trace.rows or trace.errors):
                         trace.flush()
-                    else:
+                    elif now - trace.last_flush >= trace.flush_interval:
                         trace.maybe_flush()
                 if self.local_pids or self._usr1 or self.ep.failed or self.heartbeat_timeout:
                     t = time.monotonic()

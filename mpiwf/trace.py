@@ -229,7 +229,7 @@ class TraceWriter:
         self.nrows = 0
         #: (earliest started, latest ended) of the rows written so far
         self.span = (float("inf"), float("-inf"))
-        self.last_flush = time.monotonic()
+        self.last_flush = time.perf_counter()
         self._nsets_written = 0
         self._nedges_written = 0
         exists = os.path.exists(path)
@@ -413,7 +413,7 @@ class TraceWriter:
         for a writer thread)."""
         if (self.rows or self.errors or self.blocks or self.done or
                 self.pre_flush is not None) and \
-                time.monotonic() - self.last_flush >= self.flush_interval:
+                time.perf_counter() - self.last_flush >= self.flush_interval:
             self.flush(wait=False)
 
     def flush(self, wait: bool = True, tail: bool = True) -> None:
@@ -424,7 +424,7 @@ class TraceWriter:
         ``tail=False`` (a flush for size, not time) leaves the ``done`` entries past
         the last whole chunk for the next flush.
         """
-        self.last_flush = time.monotonic()
+        self.last_flush = time.perf_counter()
         if self.pre_flush is not None:
             self.pre_flush()
         blocks = self.blocks
