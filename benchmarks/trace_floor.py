@@ -40,6 +40,7 @@ class MinimalWriter:
         self.pre_flush: Any = None
         self.last_flush = 0.0
         self.flush_interval = 1.0
+        self.tail_pending = False
         self.makespan = 0.0
         self.g = None
         self.n = 0

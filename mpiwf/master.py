@@ -745,7 +745,7 @@ class Master:
                     # and the periodic flush keeps the hot path cheap. One clock read.
                     now = time.perf_counter()
                     if backoff.idle_for(now) >= IDLE_FLUSH and (
-                            self._b_n or trace.rows or trace.errors):
+                            self._b_n or trace.rows or trace.errors or trace.tail_pending):
                         trace.flush()
                     elif now - trace.last_flush >= trace.flush_interval:
                         trace.maybe_flush()

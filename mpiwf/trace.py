@@ -272,8 +272,12 @@ class TraceWriter:
         # smaller chunks cost a flush twice as much
         chunk = int(min(65536, max(1024, 1 << max(int(workflow.ntasks) - 1, 0).bit_length())))
         done = self.g.create_group("done")
+        # task -1 marks an entry never written (a run killed between growing the
+        # columns and writing their chunk): load() stops there
         self.done_ds = [done.create_dataset(n, shape=(0,), maxshape=(None,), dtype=t,
-                                            chunks=(chunk,)) for n, t, _ in DONE_FIELDS]
+                                            chunks=(chunk,),
+                                            fillvalue=-1 if n == "task" else 0)
+                        for n, t, _ in DONE_FIELDS]
         self.batches = done.create_dataset("batches", shape=(0,), maxshape=(None,),
                                            dtype=BATCH_DTYPE, chunks=(max(chunk // 64, 256),))
         self.ndone = 0
@@ -442,11 +446,16 @@ class TraceWriter:
         if wait:
             self.sync()
 
+    @property
+    def tail_pending(self) -> bool:
+        """``done`` entries past the last whole chunk wait for a flush with ``tail``."""
+        return not self._tail_written
+
     def _write(self, blocks: list[Any], done: list[Any], errors: list[dict[str, Any]],
                tail: bool = True) -> None:
         if done:
-            self._append_done([b() if callable(b) else b for b in done], tail)
-        elif tail and not self._tail_written:
+            self._append_done([b() if callable(b) else b for b in done])
+        if tail and not self._tail_written:
             self._write_tail()
         if blocks:
             parts = [b() if callable(b) else b for b in blocks]
@@ -468,7 +477,7 @@ class TraceWriter:
         """Append rows to the tasks dataset."""
         self.nrows = _extend(self.tasks, arr)
 
-    def _append_done(self, parts: list[DoneBlock], tail: bool = True) -> None:
+    def _append_done(self, parts: list[DoneBlock]) -> None:
         """Append DoneBlocks to the ``done`` columns, ``batches`` after them (a file
         cut short holds no more entries than its batch rows count, and :func:`load`
         reads no more than every column holds)."""
@@ -477,7 +486,7 @@ class TraceWriter:
         if not n:
             return
         if self._direct:
-            self._chunks_out(cols[:-1], tail)
+            self._chunks_out(cols[:-1])
         else:  # pragma: no cover - h5py builds without direct chunk writes
             for ds, arr in zip(self.done_ds, cols):
                 _extend(ds, arr)
@@ -486,9 +495,9 @@ class TraceWriter:
         lo, hi = float(cols[1].min()), float(cols[2].max())
         self.span = (min(self.span[0], lo), max(self.span[1], hi))
 
-    def _chunks_out(self, cols: list[np.ndarray], tail: bool) -> None:
+    def _chunks_out(self, cols: list[np.ndarray]) -> None:
         """Write every whole chunk the tails and ``cols`` make; keep the rest as the
-        new tails (written padded too when ``tail``)."""
+        new tails (:meth:`_write_tail` writes them padded)."""
         c = self._chunk
         full = self._full + (len(self._tails[0]) + len(cols[0])) // c
         # a chunk is written inside the extent only; the extent never shrinks (a
@@ -512,8 +521,6 @@ class TraceWriter:
             self._tails[i] = np.concatenate([t, rest]) if len(t) else rest.copy()
         self._full = full
         self._tail_written = not len(self._tails[0])
-        if tail:
-            self._write_tail()
 
     def _write_tail(self) -> None:
         """Write the entries past the last whole chunk (one chunk, padded)."""
@@ -521,7 +528,7 @@ class TraceWriter:
         if n:
             for ds, t in zip(self.done_ds, self._tails):
                 ds.resize((self._full * c + n,))
-                buf = np.zeros(c, dtype=ds.dtype)
+                buf = np.full(c, ds.fillvalue, dtype=ds.dtype)
                 buf[:n] = t
                 ds.id.write_direct_chunk((self._full * c,), buf)
         self._tail_written = True
@@ -752,12 +759,15 @@ def load(path: str, run: int = -1) -> Trace:
 
 
 def _done_count(done: Any) -> tuple[np.ndarray, int]:
-    """The ``batches`` rows of a ``done`` group and how many entries they cover that
-    every column holds (a run killed part-way through a write may leave columns
-    longer than its batches, never shorter, but a damaged file may)."""
+    """The ``batches`` rows of a ``done`` group and how many entries were written:
+    no more than they count (they may count entries still held in memory by a run
+    that was killed) and every column holds, up to the first never written (task
+    -1: the columns grew, their chunk did not reach the file)."""
     b = done["batches"][:]
     n = int(b["n"].sum(dtype=np.int64))
-    return b, min([n] + [done[k].shape[0] for k, _, _ in DONE_FIELDS])
+    n = min([n] + [done[k].shape[0] for k, _, _ in DONE_FIELDS])
+    hole = np.flatnonzero(done["task"][:n] < 0)
+    return b, int(hole[0]) if len(hole) else n
 
 
 def _merge_done(stored: np.ndarray, done: Any, sets: list[dict[str, Any]],

@@ -612,3 +612,62 @@ def test_buffered_done_entries_survive_full_buffers_and_odd_columns(tmp_path) ->
     assert np.allclose(t["started"], now + np.arange(n) - m.t0)
     assert np.allclose(t["received"][:9000], r0 + np.arange(9000))
     assert np.all(t["received"][9000:] == r0 + n)
+
+
+def test_an_idle_rank_0_writes_the_done_entries_a_flush_for_size_left(tmp_path,
+                                                                       monkeypatch) -> None:
+    """A flush for size leaves the entries past the last whole chunk in memory; once
+    rank 0 has been idle IDLE_FLUSH (a long task running), they are in the file, not
+    a flush interval later."""
+    import shutil
+
+    import mpiwf.master as master_mod
+    from mpiwf.config import Config
+    from mpiwf.protocol import pack_results
+
+    monkeypatch.setattr(master_mod, "ROWS_PER_FLUSH", 2000)  # the last result's flush
+    wf = Workflow("idle")
+    wf.add_set("a", 2000, "noop")
+    wf.add_set("b", 1, "sleep", (0.4,), after=["a"])
+    path = str(tmp_path / "i.h5")
+    workers = uniform_workers(1, 1)
+    tw = TraceWriter(path, wf, workers, flush_interval=60.0)
+    assert tw._chunk > 2000  # no whole chunk: all 2000 wait as the tail
+    seen: list[int] = []
+
+    class Ep(_Ep):
+        failed: frozenset = frozenset()
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.q: list = []
+            self.late: tuple | None = None
+
+        def send(self, dest: int, tag: int, obj: object) -> None:
+            if tag != Tag.TASKS:
+                return
+            tids = [m if isinstance(m, int) else m[0] for m in obj[1]]  # type: ignore
+            res = pack_results([(t, 0, STATUS_OK, time.time(), 0.0, None, None)
+                                for t in tids])
+            if 2000 in tids:
+                self.late = (time.time() + 0.4, (dest, Tag.RESULTS, res))
+            else:
+                self.q.append((dest, Tag.RESULTS, res))
+
+        def poll(self) -> object:
+            if self.q:
+                return self.q.pop(0)
+            if self.late is not None:
+                if not seen and time.time() > self.late[0] - 0.2:  # idle ~0.2 s
+                    shutil.copy(path, path + ".copy")
+                    seen.append(len(load(path + ".copy").tasks))
+                if time.time() >= self.late[0]:
+                    msg, self.late = self.late[1], None
+                    return msg
+            return None
+
+    m = Master(wf, Config(progress_interval=0), Ep(), workers, tw)  # type: ignore[arg-type]
+    m.run()
+    tw.close()
+    assert seen == [2000]
+    assert len(load(path).tasks) == 2001

@@ -345,3 +345,45 @@ def test_done_columns_go_out_in_whole_chunks_and_tails_at_time_flushes(tmp_path)
     assert np.array_equal(t["ended"], t["started"] + 0.5)
     assert np.array_equal(t["received"], np.repeat([0.0, 700, 1400, 1500, 4500],
                                                    [700, 700, 100, 3000, 5]))
+
+
+def test_a_pending_tail_is_written_by_any_flush_for_time_and_never_read_as_a_hole(
+        tmp_path) -> None:
+    """Entries left in memory by a flush for size reach the file at the next flush
+    that is not for size, even one with nothing new (or an empty block); entries the
+    batches count but the file never got (columns grown, chunk not written: a kill)
+    are not loaded, and are not taken for task 0."""
+    from mpiwf.trace import BATCH_DTYPE, DONE_FIELDS, DoneBlock
+
+    wf = Workflow("tail")
+    wf.add_set("a", 1000, "noop")  # chunks of 1024 entries
+    path = str(tmp_path / "t.h5")
+
+    def block(lo: int, n: int) -> DoneBlock:
+        b = np.zeros(1, dtype=BATCH_DTYPE)
+        b[0] = (n, float(lo), 1)
+        t = np.arange(lo, lo + n, dtype=np.float64)
+        return DoneBlock(np.arange(lo, lo + n), t, t + 0.5, t, t, b)
+
+    tw = TraceWriter(path, wf, uniform_workers(1, 2))
+    tw.add_done(block(1, 10))
+    tw.flush(tail=False)
+    assert tw.tail_pending and tw.done_ds[0].shape == (0,)
+    tw.add_done(block(11, 0))  # an empty block: the tail still goes out
+    tw.flush()
+    assert not tw.tail_pending and tw.done_ds[0][:].tolist() == list(range(1, 11))
+    tw.add_done(block(11, 1500))
+    tw.flush(tail=False)  # one whole chunk out, 486 entries held
+    tw.close()
+    assert load(path).tasks["task"].tolist() == list(range(1, 1511))
+    with h5py.File(path, "a") as f:  # as if killed after growing the columns only
+        g = f["runs/0/done"]
+        for name, _t, _m in DONE_FIELDS:
+            g[name].resize((3000,))
+        b = g["batches"]
+        b.resize((b.shape[0] + 1,))
+        b[-1] = (1489, 99.0, 1)
+        g["task"][2048:2050] = [7000, 7001]  # a later chunk written: past the hole
+    t = load(path).tasks
+    assert t["task"].tolist() == list(range(1, 1511))
+    assert done_tasks(path) == set(range(1, 1511))  # task 0 never ran
