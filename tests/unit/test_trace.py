@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import h5py
 import numpy as np
@@ -264,30 +265,33 @@ def test_close_ends_the_thread_and_the_file_whatever_the_flush_raises(tmp_path) 
     assert not tr.attrs["complete"] and "driver bug" in tr.attrs["error"]
 
 
+def _done_block(lo: int, n: int, recv: float, worker: int = 1) -> Any:
+    """A DoneBlock of tasks lo .. lo+n-1 in one message from ``worker`` received at
+    ``recv``: task i started at i, ended at i + 0.5 (ready and dispatched at i)."""
+    from mpiwf.trace import BATCH_DTYPE, DoneBlock
+
+    b = np.zeros(1, dtype=BATCH_DTYPE)
+    b[0] = (n, recv, worker)
+    t = np.arange(lo, lo + n, dtype=np.float64)
+    return DoneBlock(np.arange(lo, lo + n), t, t + 0.5, t, t, b)
+
+
 def test_a_done_group_cut_short_loads_what_every_column_holds(tmp_path) -> None:
     """Entries written without their batch row (a run killed between the writes) are
     not loaded; a column shorter than the batches (a damaged file) bounds them all."""
-    from mpiwf.trace import BATCH_DTYPE, DONE_FIELDS, DoneBlock
+    from mpiwf.trace import DONE_FIELDS
 
     wf = Workflow("cut")
     wf.add_set("a", 10, "noop")
     path = str(tmp_path / "cut.h5")
     tw = TraceWriter(path, wf, uniform_workers(1, 2))
-
-    def block(lo: int, hi: int, recv: float) -> DoneBlock:
-        n = hi - lo
-        b = np.zeros(1, dtype=BATCH_DTYPE)
-        b[0] = (n, recv, 2)
-        t = np.arange(n, dtype=np.float64)
-        return DoneBlock(np.arange(lo, hi), t, t + 0.5, t * 0, t * 0, b)
-
-    tw.add_done(block(0, 4, 8.0))
-    tw.add_done(lambda: block(4, 7, 9.0))
+    tw.add_done(_done_block(0, 4, 8.0, worker=2))
+    tw.add_done(lambda: _done_block(4, 3, 9.0, worker=2))
     tw.close()
     tr = load(path)
     assert tr.tasks["task"].tolist() == list(range(7))
     assert tr.tasks["received"].tolist() == [8.0] * 4 + [9.0] * 3
-    assert tr.tasks["worker"].tolist() == [2] * 7 and tr.attrs["makespan"] == 3.5
+    assert tr.tasks["worker"].tolist() == [2] * 7 and tr.attrs["makespan"] == 6.5
     assert done_tasks(path) == set(range(7))
     with h5py.File(path, "a") as f:  # three more entries, their batch row never written
         g = f["runs/0/done"]
@@ -303,8 +307,6 @@ def test_a_done_group_cut_short_loads_what_every_column_holds(tmp_path) -> None:
 def test_done_columns_go_out_in_whole_chunks_and_tails_at_time_flushes(tmp_path) -> None:
     """A flush for size writes whole chunks only; any other flush writes the rest too
     (padded). What the file shows is always exactly what was written, in order."""
-    from mpiwf.trace import BATCH_DTYPE, DoneBlock
-
     wf = Workflow("chunks")
     wf.add_set("a", 1000, "noop")  # chunks of 1024 entries
     path = str(tmp_path / "ch.h5")
@@ -314,10 +316,7 @@ def test_done_columns_go_out_in_whole_chunks_and_tails_at_time_flushes(tmp_path)
 
     def add(n: int) -> None:
         nonlocal nxt
-        b = np.zeros(1, dtype=BATCH_DTYPE)
-        b[0] = (n, float(nxt), 1)
-        t = np.arange(nxt, nxt + n, dtype=np.float64)
-        tw.add_done(DoneBlock(np.arange(nxt, nxt + n), t, t + 0.5, t, t, b))
+        tw.add_done(_done_block(nxt, n, float(nxt)))
         nxt += n
 
     def on_disk() -> list[int]:
@@ -353,26 +352,20 @@ def test_a_pending_tail_is_written_by_any_flush_for_time_and_never_read_as_a_hol
     that is not for size, even one with nothing new (or an empty block); entries the
     batches count but the file never got (columns grown, chunk not written: a kill)
     are not loaded, and are not taken for task 0."""
-    from mpiwf.trace import BATCH_DTYPE, DONE_FIELDS, DoneBlock
+    from mpiwf.trace import DONE_FIELDS
 
     wf = Workflow("tail")
     wf.add_set("a", 1000, "noop")  # chunks of 1024 entries
     path = str(tmp_path / "t.h5")
 
-    def block(lo: int, n: int) -> DoneBlock:
-        b = np.zeros(1, dtype=BATCH_DTYPE)
-        b[0] = (n, float(lo), 1)
-        t = np.arange(lo, lo + n, dtype=np.float64)
-        return DoneBlock(np.arange(lo, lo + n), t, t + 0.5, t, t, b)
-
     tw = TraceWriter(path, wf, uniform_workers(1, 2))
-    tw.add_done(block(1, 10))
+    tw.add_done(_done_block(1, 10, 1.0))
     tw.flush(tail=False)
     assert tw.tail_pending and tw.done_ds[0].shape == (0,)
-    tw.add_done(block(11, 0))  # an empty block: the tail still goes out
+    tw.add_done(_done_block(11, 0, 11.0))  # an empty block: the tail still goes out
     tw.flush()
     assert not tw.tail_pending and tw.done_ds[0][:].tolist() == list(range(1, 11))
-    tw.add_done(block(11, 1500))
+    tw.add_done(_done_block(11, 1500, 11.0))
     tw.flush(tail=False)  # one whole chunk out, 486 entries held
     tw.close()
     assert load(path).tasks["task"].tolist() == list(range(1, 1511))
