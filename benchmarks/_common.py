@@ -22,6 +22,17 @@ def shared_tmp(comm: Any, prefix: str) -> str:
     return comm.bcast(tempfile.mkdtemp(prefix=prefix) if comm.rank == 0 else None)
 
 
+def prepared(comm: Any, prefix: str) -> tuple[str, Any]:
+    """A shared temporary directory and the run settings of these benchmarks (no
+    progress line, the run directory inside it), after an untimed warm-up run."""
+    from mpiwf.config import from_env
+
+    tmp = shared_tmp(comm, prefix)
+    cfg = from_env(progress_interval=0, rundir=os.path.join(tmp, "run"))
+    warm_up(comm, cfg, tmp)
+    return tmp, cfg
+
+
 def warm_up(comm: Any, cfg: Any, tmp: str, n: int = 1000) -> None:
     """An untimed run first: imports, h5py and the first messages are not timed."""
     from mpiwf.runner import run

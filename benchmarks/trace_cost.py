@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from _common import null_workflow, shared_tmp, warm_up  # noqa: E402
+from _common import null_workflow, prepared  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import mpiwf.master as M
     import mpiwf.trace as T
-    from mpiwf.config import from_env
     from mpiwf.runner import run
 
     acc: dict[str, float] = collections.defaultdict(float)
@@ -62,13 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         wrap(M.Master, n)
     wrap(M, "_build_done")
     comm = MPI.COMM_WORLD
-    tmp = shared_tmp(comm, "mpiwf-tcost-")
+    tmp, cfg = prepared(comm, "mpiwf-tcost-")
 
     def build() -> Any:
         return null_workflow(a.tasks, "trace_cost")
 
-    cfg = from_env(progress_interval=0, rundir=os.path.join(tmp, "run"))
-    warm_up(comm, cfg, tmp)
     for trace in [True, False] * a.pairs:
         acc.clear()
         cnt.clear()

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from _common import null_workflow, shared_tmp, warm_up  # noqa: E402
+from _common import null_workflow, prepared  # noqa: E402
 
 
 class MinimalWriter:
@@ -111,18 +111,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import mpiwf.master as master_mod
     import mpiwf.trace as trace_mod
-    from mpiwf.config import from_env
     from mpiwf.runner import run
 
     real = (trace_mod.TraceWriter, master_mod.Master._flush_rows)
     comm = MPI.COMM_WORLD
-    tmp = shared_tmp(comm, "mpiwf-floor-")
+    tmp, cfg = prepared(comm, "mpiwf-floor-")
 
     def build() -> Any:
         return null_workflow(a.tasks, "floor")
 
-    cfg = from_env(progress_interval=0, rundir=os.path.join(tmp, "run"))
-    warm_up(comm, cfg, tmp)
     rates: dict[str, list[float]] = {"off": [], "minimal": [], "mpiwf": []}
     i = 0
     try:

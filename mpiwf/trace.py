@@ -102,9 +102,6 @@ BATCH_DTYPE = np.dtype([("n", "<i4"), ("received", "<f8"), ("worker", "<i4")])
 ROW_DTYPE = np.dtype([(n, t) for n, t, _ in TASK_FIELDS])
 #: A row as :func:`load` returns it: the stored fields plus name and host.
 TASK_DTYPE = np.dtype([(n, t) for n, t, _ in TASK_FIELDS + DERIVED_FIELDS])
-DONE = 4  # STATUS_NAMES.index("done")
-
-
 class DoneBlock(NamedTuple):
     """Entries for the ``done`` group (what :meth:`TraceWriter.add_done` takes): one
     array per field of DONE_FIELDS, all of one length, and the BATCH_DTYPE rows of
@@ -120,6 +117,7 @@ class DoneBlock(NamedTuple):
 
 STATUS_NAMES = ("pending", "ready", "dispatched", "running", "done", "failed", "skipped",
                 "cancelled", "timeout", "lost")
+DONE = STATUS_NAMES.index("done")
 
 _str = None  # h5py string dtype, created lazily
 
@@ -758,27 +756,30 @@ def load(path: str, run: int = -1) -> Trace:
         f.close()
 
 
-def _done_count(done: Any) -> tuple[np.ndarray, int]:
-    """The ``batches`` rows of a ``done`` group and how many entries were written:
+def _done_count(done: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The ``batches`` rows of a ``done`` group and the task ids of the entries written:
     no more than they count (they may count entries still held in memory by a run
     that was killed) and every column holds, up to the first never written (task
     -1: the columns grew, their chunk did not reach the file)."""
     b = done["batches"][:]
     n = int(b["n"].sum(dtype=np.int64))
     n = min([n] + [done[k].shape[0] for k, _, _ in DONE_FIELDS])
-    hole = np.flatnonzero(done["task"][:n] < 0)
-    return b, int(hole[0]) if len(hole) else n
+    task = done["task"][:n]
+    hole = np.flatnonzero(task < 0)
+    return b, task[:hole[0]] if len(hole) else task
 
 
 def _merge_done(stored: np.ndarray, done: Any, sets: list[dict[str, Any]],
                 workers: list[dict[str, Any]]) -> np.ndarray:
     """The ``tasks`` rows and the ``done`` group's entries as rows (ROW_DTYPE), in
     the order rank 0 received them."""
-    b, n = _done_count(done)
+    b, task = _done_count(done)
+    n = len(task)
     if not n:
         return stored
     out = np.zeros(n, dtype=ROW_DTYPE)
-    for k, _, _ in DONE_FIELDS:
+    out["task"] = task
+    for k, _, _ in DONE_FIELDS[1:]:
         out[k] = done[k][:n]
     counts = b["n"].astype(np.int64)
     out["received"] = np.repeat(b["received"], counts)[:n]
@@ -869,7 +870,7 @@ def done_tasks(path: str) -> set[int]:
             t = g["tasks"][:]
             out.update(t["task"][t["status"] == DONE].tolist())
             if "done" in g:
-                out.update(g["done"]["task"][:_done_count(g["done"])[1]].tolist())
+                out.update(_done_count(g["done"])[1].tolist())
         return out
     finally:
         f.close()
