@@ -191,6 +191,8 @@ class Master:
         self.skip_done = skip_done or set()
         self.backoff = Backoff(config.poll_spin, config.poll_max_sleep, config.poll_hot)
         self.byes: dict[int, Any] = {}
+        #: live ranks that did not answer the STOP of :meth:`shutdown` in time
+        self.silent: list[int] = []
         self.gang_reports: dict[tuple[int, int], list[Any]] = {}
         self.stop_requested = False
         self.stop_reason = ""
@@ -836,7 +838,7 @@ class Master:
                 self.byes[src] = payload
             elif tag == Tag.RESULTS and self.trace is not None:
                 pass  # results of cancelled work after a stop: nothing to record
-        missing = sorted(expect - set(self.byes))
+        missing = self.silent = sorted(expect - set(self.byes))
         if missing:
             log.warning("no goodbye from rank(s) %s within %.0f s", missing, timeout)
         if not self.lost_ranks and not missing:

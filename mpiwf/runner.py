@@ -165,6 +165,8 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         except Exception as exc:  # a bug: report it on every rank, never hang
             state = ("error", RunError(f"{type(exc).__name__}: {exc}"))
     if size > 1:
+        # the workers wait politely while rank 0 builds the workflow and opens the trace
+        ep.barrier(_backoff(cfg, start=True))
         verdict = ep.comm.bcast(state if rank == 0 else None, root=0)
         if rank != 0:
             state = verdict
@@ -190,6 +192,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
                 beat.stop()
             _restore_signals(old_sig)
             binding.release()
+        ep.barrier(_backoff(cfg, start=True))  # politely, while rank 0 closes the trace
         ep.close()
         return None
     if size == 1:
@@ -233,18 +236,21 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
                     done=summary.done, failed=summary.failed, skipped=summary.skipped,
                     cancelled=summary.cancelled, stop_reason=master.stop_reason,
                     lost_ranks=json.dumps(master.lost_ranks))
-    if size > 1 and (master.lost_ranks or master.force_stop):
-        # A dead rank (or one still busy in a kernel) makes MPI_Finalize hang or fail
-        # (measured: MPICH, and Open MPI 5 even with ULFM after acknowledging the
-        # failure): the trace is closed, so end the job here, loudly and non-zero.
+    if size > 1 and (master.lost_ranks or master.force_stop or master.silent):
+        # A dead rank (or one still busy in a kernel, or one that never answered the
+        # STOP) makes MPI_Finalize hang or fail (measured: MPICH, and Open MPI 5 even
+        # with ULFM after acknowledging the failure), and the closing barrier below
+        # with it: the trace is closed, so end the job here, loudly and non-zero.
         why = (f"worker rank(s) {master.lost_ranks} lost" if master.lost_ranks
-               else f"stopped ({master.stop_reason}) with tasks still running")
+               else f"stopped ({master.stop_reason}) with tasks still running"
+               if master.force_stop else f"worker rank(s) {master.silent} did not stop")
         sys.stderr.write(f"mpiwf: {summary.done}/{summary.tasks} tasks done, {summary.failed} "
                          f"failed; {why}; aborting the job (exit status "
                          f"{EXIT_ABORTED}); trace closed\n")
         sys.stderr.flush()
         ep.abort(EXIT_ABORTED)
     if size > 1:
+        ep.barrier(_backoff(cfg, start=True))
         ep.close()
     return summary
 
@@ -259,10 +265,13 @@ def _trace_thread(cfg: Config, infos: list[dict[str, Any]]) -> bool:
     return len(binding.affinity()) > local
 
 
-def _backoff(cfg: Config) -> Any:
+def _backoff(cfg: Config, start: bool = False) -> Any:
+    """The polite wait of the run's loops; ``start``: of its start and end barriers
+    (sleeps capped at 0.2 ms: the run starts or returns at most that much later)."""
     from .comm import Backoff
 
-    return Backoff(cfg.poll_spin, cfg.poll_max_sleep, cfg.poll_hot)
+    return Backoff(cfg.poll_spin, min(cfg.poll_max_sleep, 2e-4) if start else cfg.poll_max_sleep,
+                   cfg.poll_hot)
 
 
 def _gang_comm_factory(ep: MPIEndpoint) -> Callable[[Sequence[int]], Any]:

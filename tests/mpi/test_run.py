@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -176,3 +177,38 @@ def test_dg2_shape_async_gain_matches_model(comm: MPI.Comm, shared_dir: str) -> 
     i_real = 1 - ms["async"] / ms["sequential"]
     assert abs(i_real - i_model) < 0.08, (ms, sim)
     assert ms["sequential"] >= sim["sequential"] * 0.99
+
+
+def test_workers_wait_politely_at_start_and_end(comm: MPI.Comm, shared_dir: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """While rank 0 builds the workflow (before the run) and closes the trace (after
+    it), the workers wait without spinning: a blocking collective would burn a core
+    per rank (MPICH), taking it from rank 0 on an oversubscribed node."""
+    from mpiwf import trace as trace_mod
+
+    busy = 0.6
+    if comm.Get_rank() == 0:
+        close = trace_mod.TraceWriter.close
+
+        def slow_close(self: trace_mod.TraceWriter, *a: object, **k: object) -> None:
+            time.sleep(busy)
+            close(self, *a, **k)
+
+        monkeypatch.setattr(trace_mod.TraceWriter, "close", slow_close)
+
+    def build() -> Workflow:
+        time.sleep(busy)
+        wf = Workflow("polite")
+        wf.add_set("a", 8, "noop")
+        return wf
+
+    comm.Barrier()
+    cpu, wall = time.process_time(), time.perf_counter()
+    s = run(build, CFG, trace_path=os.path.join(shared_dir, "polite.h5"), comm=comm)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if comm.Get_rank() == 0:
+        assert s is not None and s.ok and s.done == 8
+        assert load(os.path.join(shared_dir, "polite.h5")).tasks.shape[0] == 8
+    else:
+        # spinning would cost about the 1.2 s rank 0 was busy; polite waiting ~0.01 s/s
+        assert wall >= 2 * busy and cpu < 0.3 * wall, (cpu, wall)
