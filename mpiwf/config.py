@@ -93,7 +93,7 @@ class Config:
 
     mode: str = "async"
     prefetch: int = 4
-    batch: int = 256
+    batch: int = 1024
     lookahead: float = 0.01
     short_task: float = 0.05
     poll_spin: float = 50e-6
