@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import sys
 import time
 from array import array
@@ -203,6 +204,8 @@ class Master:
         # in until the trace flushes (see _keep_batch and _flush_rows)
         self._b_n: int = 0
         self._b_j: int = 0
+        #: buffer sets a writer thread has finished with (see _flush_rows)
+        self._free_bufs: queue.SimpleQueue[tuple[np.ndarray, ...]] = queue.SimpleQueue()
         self._new_batch_buffers()
         self._rank_arr = np.asarray(self.rank_of, dtype=np.int32)
         if trace is not None:
@@ -598,12 +601,28 @@ class Master:
         if not n or self.trace is None:
             return
         cols = (self._b_tid[:n], self._b_start[:n], self._b_dur[:n], self._b_meta[:j])
-        if getattr(self.trace, "background", False):
-            cols = tuple(c.copy() for c in cols)  # type: ignore[assignment]
         # the arrays as they are now (a later growth allocates new ones)
         times = (self.sched.ready_at, self.dispatched.a)
         rank_arr, t0 = self._rank_arr, self.t0
         self._b_n = self._b_j = 0
+        if getattr(self.trace, "background", False):
+            # the writer thread builds from these buffers and hands them back; rank 0
+            # goes on with a spare set (no copy, no fresh memory on the hot path)
+            held, free = self._bufs, self._free_bufs
+            try:
+                self._use_buffers(free.get_nowait())
+            except queue.Empty:
+                self._new_batch_buffers()
+
+            def build_bg() -> DoneBlock:
+                try:
+                    b = _build_done(*cols, times, rank_arr, t0)
+                    return b._replace(task=b.task.copy())
+                finally:
+                    free.put(held)
+
+            self.trace.add_done(build_bg)
+            return
 
         def build() -> DoneBlock:
             return _build_done(*cols, times, rank_arr, t0)
@@ -614,11 +633,17 @@ class Master:
         """Buffers for ROWS_PER_FLUSH buffered tasks (or ``least``), and memoryviews
         of them that take ``array.array`` columns in one copy."""
         cap = max(ROWS_PER_FLUSH + 1024, least)
-        self._b_tid = np.empty(cap, dtype=np.int64)
-        self._b_start = np.empty(cap, dtype=np.float64)
-        self._b_dur = np.empty(cap, dtype=np.float64)
+        tid = np.empty(cap, dtype=np.int64)
+        start = np.empty(cap, dtype=np.float64)
+        dur = np.empty(cap, dtype=np.float64)
         #: per buffered message: entries, received, worker index, its clock offset
-        self._b_meta = np.empty(4 * 8192, dtype=np.float64)
+        meta = np.empty(4 * 8192, dtype=np.float64)
+        self._use_buffers((tid, start, dur, meta))
+
+    def _use_buffers(self, bufs: tuple[np.ndarray, ...]) -> None:
+        """Buffer the next batches in ``bufs`` (tid, start, dur, meta), from empty."""
+        self._bufs = bufs
+        self._b_tid, self._b_start, self._b_dur, self._b_meta = bufs
         self._v_tid: Any = memoryview(self._b_tid.data).cast("B").cast("q")
         self._v_start: Any = memoryview(self._b_start.data)
         self._v_dur: Any = memoryview(self._b_dur.data)
