@@ -4,7 +4,8 @@
 # Steps: GPU tests (tests/gpu), mpiwf doctor with 4 workers sharing one GPU, a run of
 # GPU/CPU/exec tasks on those 4 ranks (trace checked), the whole MPI tier at 4 ranks, GPU kernel timings against the card's measured GEMM peak, and the dispatch
 # benchmark on all cores (NP_DISPATCH, default 16; DISPATCH_ARGS, e.g. --repeat 5;
-# SKIP_DISPATCH=1 skips it). A short table
+# SKIP_DISPATCH=1 skips it), and the trace's cost with a core to spare for its writer
+# thread (NP_SPARE ranks, default 15; SKIP_SPARE=1 skips it). A short table
 # is printed last; the exit status is 0 only when no step failed.
 # Environment: PY (default python3), MPIEXEC (default mpiexec), OUT (output folder,
 # default a new temporary one), MIX_SPEC (the run's spec, default
@@ -161,6 +162,50 @@ if [ "${SKIP_DISPATCH:-0}" != 1 ]; then
     else
         row "dispatch x$NP_DISPATCH" FAIL "see dispatch.log"
     fi
+fi
+
+# 7. the trace's cost where rank 0 has a core to spare (NP_SPARE ranks, default 15 on
+#    16 cores, not bound): rounds of 10^6 null tasks (SPARE_TASKS) with no trace, the
+#    trace written by rank 0's loop and by its writer thread (benchmarks/README.md)
+NP_SPARE=${NP_SPARE:-15}
+SPARE_TASKS=${SPARE_TASKS:-1000000}
+SPARE_ROUNDS=${SPARE_ROUNDS:-5}
+if [ "${SKIP_SPARE:-0}" != 1 ]; then
+    echo "== spare: $SPARE_ROUNDS rounds x (off, loop, thread) at $NP_SPARE ranks"
+    XENV=""
+    "$MPIEXEC" --version 2>&1 | grep -q "Open MPI" && XENV="-x MPIWF_TRACE_THREAD --bind-to none"
+    : > "$OUT/spare.log"
+    kinds=(off loop thread)
+    for r in $(seq 0 $((SPARE_ROUNDS - 1))); do
+        for j in 0 1 2; do
+            v=${kinds[$(( (r + j) % 3 ))]}
+            args=""; [ "$v" = off ] && args=--no-trace
+            thr=off; [ "$v" = thread ] && thr=on
+            MPIWF_TRACE_THREAD=$thr timeout -k 5 90 "$MPIEXEC" -n "$NP_SPARE" $XENV "$PY" \
+                benchmarks/run_once.py --tasks "$SPARE_TASKS" $args 2>&1 \
+                | grep -a -m1 'rate=' | sed "s/^/$v /" >> "$OUT/spare.log"
+        done
+    done
+    if detail=$("$PY" - "$OUT/spare.log" <<'EOF'
+import re, statistics as st, sys
+d = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"(\w+) .*rate=(\d+)", line)
+    if m:
+        d.setdefault(m[1], []).append(int(m[2]))
+off = st.median(d["off"])
+out = [f"off {off:,.0f}/s"]
+for k in ("loop", "thread"):
+    m = st.median(d[k])
+    out.append(f"{k} {m:,.0f}/s ({m / off - 1:+.1%})")
+print(f"medians of {len(d['off'])}: " + ", ".join(out))
+EOF
+    ); then
+        row "trace cost, spare core x$NP_SPARE" PASS "$detail"
+    else
+        row "trace cost, spare core x$NP_SPARE" FAIL "see spare.log"
+    fi
+    cat "$OUT/spare.log"
 fi
 
 echo
