@@ -132,9 +132,20 @@ fi
 
 # 4. the whole MPI tier at 4 ranks under this MPI (multi-rank tasks, binding, doctor,
 #    executables, reliability), every rank reporting: a worker rank's failure shows
+#    (Open MPI: each rank's report in its own file, so a failure's report survives)
 if [ $HAVE_PYTEST = 1 ]; then
-    if step mpi-tests 300 env MPIWF_TEST_ALL_RANKS=1 "$MPIEXEC" -n 4 "$PY" -m mpi4py -m pytest \
-            -q -p no:cacheprovider -W default tests/mpi; then
+    RANKS_OUT=""
+    "$MPIEXEC" --version 2>&1 | grep -q "Open MPI" && RANKS_OUT="--output-filename $OUT/mpi-ranks"
+    step mpi-tests 150 env MPIWF_TEST_ALL_RANKS=1 "$MPIEXEC" -n 4 $RANKS_OUT "$PY" -m mpi4py \
+        -m pytest -q -p no:cacheprovider -W default -rfE --tb=short tests/mpi
+    rc=$?
+    if [ -n "$RANKS_OUT" ]; then
+        for f in "$OUT"/mpi-ranks/*/rank.*/stdout; do
+            [ -f "$f" ] && { echo "-- $f"; cat "$f"; } >> "$OUT/mpi-tests.log"
+        done
+        grep -aE '^(E |FAILED|ERROR)|passed|failed' "$OUT/mpi-tests.log" | head -30
+    fi
+    if [ $rc = 0 ]; then
         row "tests/mpi x4, every rank" PASS "$(grep -aEo '[0-9]+ passed' "$OUT/mpi-tests.log" \
             | sort | uniq -c | awk '{printf "%s ranks: %s %s; ", $1, $2, $3}')"
     else
