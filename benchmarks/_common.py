@@ -13,7 +13,7 @@ def null_workflow(n: int, name: str = "null") -> Any:
     from mpiwf import Workflow
 
     wf = Workflow(name)
-    wf.add_set("null", n, "noop", duration=0.0)
+    wf.add_set("null", n, "noop", duration=1e-6)
     return wf
 
 

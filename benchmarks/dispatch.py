@@ -105,7 +105,7 @@ def _null_wf(n: int) -> Callable[[], Any]:
         from mpiwf import Workflow
 
         wf = Workflow("null")
-        wf.add_set("null", n, "noop", duration=0.0)
+        wf.add_set("null", n, "noop", duration=1e-6)
         return wf
     return build
 
@@ -116,7 +116,7 @@ def _dag_wf(sets: int, size: int) -> Callable[[], Any]:
 
         wf = Workflow("layers")
         for k in range(sets):
-            wf.add_set(f"s{k}", size, "noop", duration=0.0,
+            wf.add_set(f"s{k}", size, "noop", duration=1e-6,
                        after=[f"s{k - 1}"] if k else [])
         return wf
     return build

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             return self.inbox.popleft() if self.inbox else None
 
     wf = Workflow("master_cost")
-    wf.add_set("null", a.tasks, "noop", duration=0.0)
+    wf.add_set("null", a.tasks, "noop", duration=1e-6)
     workers = uniform_workers(1, 3)
     with tempfile.TemporaryDirectory() as tmp:
         trace = None if a.no_trace else TraceWriter(os.path.join(tmp, "m.h5"), wf, workers)

@@ -56,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         wf = Workflow("run_once")
         if a.dag:
             for k in range(100):
-                wf.add_set(f"s{k}", n // 100, "noop", duration=0.0,
+                wf.add_set(f"s{k}", n // 100, "noop", duration=1e-6,
                            after=[f"s{k - 1}"] if k else [])
         else:
-            wf.add_set("null", n, "noop", duration=0.0)
+            wf.add_set("null", n, "noop", duration=1e-6)
         return wf
 
     tmp = comm.bcast(tempfile.mkdtemp(prefix="mpiwf-once-") if comm.rank == 0 else None)
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_warmup:  # 1,000 tasks first: imports and the first messages are not timed
         def small() -> Workflow:
             wf = Workflow("warmup")
-            wf.add_set("null", 1000, "noop", duration=0.0)
+            wf.add_set("null", 1000, "noop", duration=1e-6)
             return wf
 
         run(small, cfg, trace_path=trace, comm=comm)

@@ -65,7 +65,8 @@ class Config:
         prefetch: tasks a worker may hold beyond the one it runs (short tasks only).
         batch: most short tasks a worker may hold when their estimate is tiny (the
             scheduler's deep window: up to ``lookahead`` seconds of their work, at
-            least ``1 + prefetch``); they travel many per message.
+            least ``1 + prefetch``); they travel many per message. A set with no
+            estimate (duration 0) gets at most ``scheduler.UNKNOWN_BATCH`` (256).
         lookahead: seconds of short work a worker may hold in its queue. Enough to
             cover rank 0's reply time, so workers never run dry between refills: on
             an oversubscribed node rank 0 may wait a scheduler time slice (ms).

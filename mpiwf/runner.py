@@ -229,13 +229,24 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
     finally:
         _restore_signals(old)
         binding.release()
-    master.shutdown()
+    try:
+        master.shutdown()
+    except BaseException as exc:  # the workers may not all be stopped: end the job
+        if size > 1:
+            sys.stderr.write(f"mpiwf: error on rank 0: {type(exc).__name__}: {exc}\n")
+            sys.stderr.flush()
+            ep.abort(1)
+        raise
+    failure: BaseException | None = None
     if trace is not None:
-        trace.close(complete=not master.stop_requested and not master.lost_ranks,
-                    makespan=trace.makespan,
-                    done=summary.done, failed=summary.failed, skipped=summary.skipped,
-                    cancelled=summary.cancelled, stop_reason=master.stop_reason,
-                    lost_ranks=json.dumps(master.lost_ranks))
+        try:
+            trace.close(complete=not master.stop_requested and not master.lost_ranks,
+                        makespan=trace.makespan,
+                        done=summary.done, failed=summary.failed, skipped=summary.skipped,
+                        cancelled=summary.cancelled, stop_reason=master.stop_reason,
+                        lost_ranks=json.dumps(master.lost_ranks))
+        except BaseException as exc:  # raised after the closing barrier: the stopped
+            failure = exc             # workers wait there for rank 0
     if size > 1 and (master.lost_ranks or master.force_stop or master.silent):
         # A dead rank (or one still busy in a kernel, or one that never answered the
         # STOP) makes MPI_Finalize hang or fail (measured: MPICH, and Open MPI 5 even
@@ -246,12 +257,15 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
                if master.force_stop else f"worker rank(s) {master.silent} did not stop")
         sys.stderr.write(f"mpiwf: {summary.done}/{summary.tasks} tasks done, {summary.failed} "
                          f"failed; {why}; aborting the job (exit status "
-                         f"{EXIT_ABORTED}); trace closed\n")
+                         f"{EXIT_ABORTED}); trace "
+                         f"{'closed' if failure is None else f'not closed ({failure})'}\n")
         sys.stderr.flush()
         ep.abort(EXIT_ABORTED)
     if size > 1:
         ep.barrier(_backoff(cfg, start=True))
         ep.close()
+    if failure is not None:
+        raise failure
     return summary
 
 

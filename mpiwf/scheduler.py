@@ -20,7 +20,8 @@ Policy:
   (CPU work prefers CPU-only workers, so GPUs stay free for GPU work). *Short* tasks
   (one worker, estimate <= ``short_task``) may be prefetched: a worker holds up to
   ``1 + prefetch`` of them, or, with ``batch`` > ``prefetch``, up to ``lookahead``
-  seconds of them (at most ``1 + batch``): null tasks then go 65 to a worker.
+  seconds of them (at most ``1 + batch``); a set without an estimate (duration 0)
+  at most ``1 + UNKNOWN_BATCH``, as its tasks may well be long.
 
 Every event's cost is independent of the DAG size: dependencies are counted per set
 (``all``) or per task (``one`` and task edges), ready work is kept as id ranges per
@@ -46,6 +47,8 @@ _DISPATCHED = bytes((DISPATCHED,))
 STATE_NAMES = ("pending", "ready", "dispatched", "running", "done", "failed", "skipped",
                "cancelled")
 TERMINAL = frozenset((DONE, FAILED, SKIPPED, CANCELLED))
+#: Deepest window of a short set with no duration estimate (see Scheduler's ``batch``).
+UNKNOWN_BATCH = 256
 
 #: The only legal task-state transitions.
 TRANSITIONS: frozenset[tuple[int, int]] = frozenset({
@@ -75,7 +78,10 @@ class Scheduler:
         batch: when larger than ``prefetch``, a worker may hold up to ``1 + batch``
             short tasks of a set whose estimate is tiny: as many as ``lookahead``
             seconds of its work (never fewer than ``1 + prefetch``). Null and
-            microsecond tasks then travel many per message. 0 turns this off.
+            microsecond tasks then travel many per message. 0 turns this off. A
+            set with no estimate (duration 0) gets at most ``UNKNOWN_BATCH``: one
+            worker holding a deep window of tasks that turn out long would run the
+            whole tail alone.
         lookahead: seconds of queued short work a worker may hold (see ``batch``).
 
     Attributes:
@@ -199,7 +205,8 @@ class Scheduler:
         cap = 1 + self.prefetch if short else 1
         if short and self.batch > self.prefetch:
             d = ts.duration
-            deep = self.batch if d <= 0 else min(self.batch, int(self.lookahead / d))
+            deep = (min(self.batch, UNKNOWN_BATCH) if d <= 0
+                    else min(self.batch, int(self.lookahead / d)))
             cap = 1 + max(self.prefetch, deep)
         k = self.cls_index.get((r, c, g, short, cap))
         if k is None:

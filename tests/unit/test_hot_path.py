@@ -41,6 +41,23 @@ def test_window_depth_follows_the_duration_estimate() -> None:
     assert s.cap == 65
 
 
+def test_a_set_without_an_estimate_gets_a_shallower_deep_window() -> None:
+    """Duration 0 means unknown: such tasks may be long, so a worker holds at most
+    UNKNOWN_BATCH of them (one worker with a deep window of long tasks would run the
+    tail alone); a tiny estimate gets the whole batch."""
+    from mpiwf.scheduler import UNKNOWN_BATCH
+
+    wf = Workflow()
+    wf.add_set("unknown", 10, "noop", duration=0.0)
+    wf.add_set("tiny", 10, "noop", duration=1e-6)
+    wf.add_set("s5us", 10, "spin", (5e-6,))
+    s = _sched(wf, batch=4 * UNKNOWN_BATCH, lookahead=0.01)
+    caps = [s.cls_cap[s.s_cls[sid]] for sid in range(3)]
+    assert caps == [1 + UNKNOWN_BATCH, 1 + 4 * UNKNOWN_BATCH, 1 + 4 * UNKNOWN_BATCH]
+    small = _sched(wf, batch=64)  # a batch below the cap applies to all of them
+    assert [small.cls_cap[small.s_cls[sid]] for sid in range(3)] == [65, 65, 65]
+
+
 def test_batch_off_keeps_the_plain_prefetch_window() -> None:
     wf = Workflow()
     wf.add_set("null", 100, "noop", duration=0.0)

@@ -261,3 +261,43 @@ sets:
     assert d["failed"] == 1 and d["cancelled"] >= 40 and d["done"] < 50
     assert d["stop_reason"].startswith("--fail-fast") and d["failures"][0][:2] == ["bad",
                                                                                  "RuntimeError"]
+
+
+def test_trace_failing_at_close_ends_every_rank(tmp_path) -> None:
+    """Rank 0's trace fails as it closes (a full disk): the stopped workers wait for
+    rank 0 at the closing barrier, so rank 0 still goes there and then raises; every
+    rank leaves, none hangs."""
+    script = _write(str(tmp_path / "close_fails.py"), f"""
+import sys
+from mpi4py import MPI
+from mpiwf import Config, Workflow
+from mpiwf.errors import TraceError
+from mpiwf.runner import run
+from mpiwf import trace as tr
+
+def close(self, *a, **k):
+    tr.TraceWriter.close.__wrapped__(self, *a, **k)
+    raise TraceError("disk full (test)")
+
+close.__wrapped__ = tr.TraceWriter.close
+tr.TraceWriter.close = close
+wf = Workflow("w")
+wf.add_set("a", 20, "noop")
+try:
+    s = run(wf, Config(progress_interval=0, rundir={str(tmp_path / "run")!r}),
+            trace_path={str(tmp_path / "t.h5")!r})
+except TraceError as exc:
+    sys.stdout.write(f"rank {{MPI.COMM_WORLD.Get_rank()}} raised {{exc}}\\n")  # one write
+    sys.stdout.flush()
+    sys.exit(3)
+sys.stdout.write(f"rank {{MPI.COMM_WORLD.Get_rank()}} returned\\n")
+sys.stdout.flush()
+""")
+    exe = MPIEXEC if os.path.exists(MPIEXEC) else "mpiexec"
+    t0 = time.monotonic()
+    p = subprocess.run([exe, "-n", "3", sys.executable, script], env=_env(),
+                       capture_output=True, text=True, timeout=BOUND + 30)
+    assert time.monotonic() - t0 < BOUND, p.stderr[-2000:]
+    assert "rank 0 raised disk full (test)" in p.stdout, p.stdout + p.stderr
+    assert "rank 1 returned" in p.stdout and "rank 2 returned" in p.stdout, p.stdout
+    assert p.returncode != 0
