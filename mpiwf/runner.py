@@ -200,31 +200,31 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         endpoint: Any = InlineEndpoint(ex0.handle_inline)
     else:
         endpoint = ep
-    master = Master(wf, cfg, endpoint, workers, trace, start_time=t0, callbacks=callbacks,
-                    clock_offsets=offsets, skip_done=skip)
-    if size > 1:  # idle-time liveness check of the worker processes on rank 0's host
-        master.local_pids = {w.rank: int(infos[w.rank]["pid"]) for w in workers
-                             if infos[w.rank]["host"] == infos[0]["host"]}
-        if cfg.heartbeat > 0 and _thread_multiple():
-            master.heartbeat_timeout = cfg.heartbeat_timeout
-            now = time.monotonic()
-            master.last_beat = {w.rank: now for w in workers}
-    if on_master is not None:
-        on_master(master)
-    old = _install_signals(master)
+    old: dict[int, Any] = {}
     try:
+        master = Master(wf, cfg, endpoint, workers, trace, start_time=t0,
+                        callbacks=callbacks, clock_offsets=offsets, skip_done=skip)
+        if size > 1:  # idle-time liveness check of the worker processes on rank 0's host
+            master.local_pids = {w.rank: int(infos[w.rank]["pid"]) for w in workers
+                                 if infos[w.rank]["host"] == infos[0]["host"]}
+            if cfg.heartbeat > 0 and _thread_multiple():
+                master.heartbeat_timeout = cfg.heartbeat_timeout
+                now = time.monotonic()
+                master.last_beat = {w.rank: now for w in workers}
+        if on_master is not None:
+            on_master(master)
+        old = _install_signals(master)
         summary = master.run()
     except BaseException as exc:
-        # flush what finished, then take the job down: never a silent hang
+        # flush what finished, then take the job down (the workers wait for tasks or a
+        # STOP that will not come, ignoring signals): never a silent hang
         if trace is not None:
             try:
                 trace.close(complete=False, error=f"{type(exc).__name__}: {exc}")
             except Exception:  # pragma: no cover - best effort
                 pass
-        if size > 1 and not isinstance(exc, (KeyboardInterrupt,)):
-            sys.stderr.write(f"mpiwf: error on rank 0: {type(exc).__name__}: {exc}\n")
-            sys.stderr.flush()
-            ep.abort(1)
+        if size > 1:
+            _abort_job(ep, exc)
         raise
     finally:
         _restore_signals(old)
@@ -233,9 +233,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         master.shutdown()
     except BaseException as exc:  # the workers may not all be stopped: end the job
         if size > 1:
-            sys.stderr.write(f"mpiwf: error on rank 0: {type(exc).__name__}: {exc}\n")
-            sys.stderr.flush()
-            ep.abort(1)
+            _abort_job(ep, exc)
         raise
     failure: BaseException | None = None
     if trace is not None:
@@ -267,6 +265,14 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
     if failure is not None:
         raise failure
     return summary
+
+
+def _abort_job(ep: MPIEndpoint, exc: BaseException) -> None:
+    """End the whole job after rank 0 failed where the workers cannot follow (they
+    wait for tasks or a STOP, ignoring signals): one line, then ``MPI_Abort``."""
+    sys.stderr.write(f"mpiwf: error on rank 0: {type(exc).__name__}: {exc}\n")
+    sys.stderr.flush()
+    ep.abort(1)
 
 
 def _trace_thread(cfg: Config, infos: list[dict[str, Any]]) -> bool:

@@ -301,3 +301,26 @@ sys.stdout.flush()
     assert "rank 0 raised disk full (test)" in p.stdout, p.stdout + p.stderr
     assert "rank 1 returned" in p.stdout and "rank 2 returned" in p.stdout, p.stdout
     assert p.returncode != 0
+
+
+def test_rank0_failing_before_its_loop_ends_the_job(tmp_path) -> None:
+    """An ``on_master`` hook that raises on rank 0 (after the workers started waiting
+    for tasks): the job is aborted with one line naming the error, not left hanging."""
+    script = _write(str(tmp_path / "hook_fails.py"), f"""
+from mpiwf import Config, Workflow
+from mpiwf.runner import run
+
+def hook(master):
+    raise RuntimeError("hook failed (test)")
+
+wf = Workflow("w")
+wf.add_set("a", 4, "noop")
+run(wf, Config(progress_interval=0, rundir={str(tmp_path / "run")!r}), on_master=hook)
+""")
+    exe = MPIEXEC if os.path.exists(MPIEXEC) else "mpiexec"
+    t0 = time.monotonic()
+    p = subprocess.run([exe, "-n", "3", sys.executable, script], env=_env(),
+                       capture_output=True, text=True, timeout=BOUND + 30)
+    assert time.monotonic() - t0 < BOUND, p.stderr[-2000:]
+    assert p.returncode != 0
+    assert "mpiwf: error on rank 0: RuntimeError: hook failed (test)" in p.stderr, p.stderr
