@@ -176,15 +176,14 @@ class MPIEndpoint(Endpoint):
         if self.comm != self.MPI.COMM_NULL:
             self.comm.Free()
 
-    def barrier(self, backoff: Backoff | None = None) -> None:
+    def barrier(self, backoff: Backoff) -> None:
         """A barrier that waits politely (``Ibarrier``, then ``Test`` with ``backoff``):
         ranks that arrive first leave the cores to the rank still working, where a
         blocking collective would spin (MPICH) while rank 0 builds the workflow or
         creates and closes the trace."""
         req = self.comm.Ibarrier()
-        wait = backoff or Backoff(max_sleep=2e-4)
         while not req.Test():
-            wait.wait()
+            backoff.wait()
 
     def abort(self, code: int = 1) -> None:
         """Abort the whole job (rank 0's last resort)."""

@@ -23,6 +23,8 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export PYTHONDONTWRITEBYTECODE=1 MPIR_CVAR_CH4_PROGRESS_THROTTLE=1
 TABLE="$OUT/table.txt"
+OPENMPI=0
+"$MPIEXEC" --version 2>&1 | grep -q "Open MPI" && OPENMPI=1
 : > "$TABLE"
 FAILED=0
 
@@ -135,7 +137,7 @@ fi
 #    (Open MPI: each rank's report in its own file, so a failure's report survives)
 if [ $HAVE_PYTEST = 1 ]; then
     RANKS_OUT=""
-    "$MPIEXEC" --version 2>&1 | grep -q "Open MPI" && RANKS_OUT="--output-filename $OUT/mpi-ranks"
+    [ $OPENMPI = 1 ] && RANKS_OUT="--output-filename $OUT/mpi-ranks"
     step mpi-tests 150 env MPIWF_TEST_ALL_RANKS=1 "$MPIEXEC" -n 4 $RANKS_OUT "$PY" -m mpi4py \
         -m pytest -q -p no:cacheprovider -W default -rfE --tb=short tests/mpi
     rc=$?
@@ -184,7 +186,7 @@ SPARE_ROUNDS=${SPARE_ROUNDS:-5}
 if [ "${SKIP_SPARE:-0}" != 1 ]; then
     echo "== spare: $SPARE_ROUNDS rounds x (off, loop, thread) at $NP_SPARE ranks"
     XENV=""
-    "$MPIEXEC" --version 2>&1 | grep -q "Open MPI" && XENV="-x MPIWF_TRACE_THREAD --bind-to none"
+    [ $OPENMPI = 1 ] && XENV="-x MPIWF_TRACE_THREAD --bind-to none"
     : > "$OUT/spare.log"
     kinds=(off loop thread)
     for r in $(seq 0 $((SPARE_ROUNDS - 1))); do
