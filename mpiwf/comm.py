@@ -83,19 +83,61 @@ class Endpoint:
     #: ranks the transport itself reported dead (ULFM); rank 0 marks them lost
     failed: frozenset[int] = frozenset()
 
+    #: ``(tag, ncols, reserve)`` set by :meth:`sink_raw`, or ``None``
+    raw_sink: tuple[int, int, Callable[[int], tuple[Any, int]]] | None = None
+
     def send(self, dest: int, tag: int, obj: Any) -> None:
         """Send without blocking on the receiver."""
         raise NotImplementedError
 
+    def send_raw(self, dest: int, tag: int, buf: bytes) -> None:
+        """Send the bytes ``buf`` as they are (no pickle); the receiver's sink for
+        ``tag`` (:meth:`sink_raw`) takes them."""
+        self.send(dest, tag, buf)
+
+    def sink_raw(self, tag: int, ncols: int,
+                 reserve: Callable[[int], tuple[Any, int]]) -> None:
+        """Receive the raw messages of ``tag`` (:meth:`send_raw`) in place: each is
+        ``ncols`` columns of equal length; ``reserve(column_bytes)`` returns a
+        writable buffer and a stride, and column i lands at byte ``i * stride`` of
+        it. :meth:`poll` then returns ``(source, tag, column_bytes)``.
+
+        Raises (from :meth:`poll`):
+            ValueError: a message of ``tag`` is not ``ncols`` whole columns.
+        """
+        self.raw_sink = (tag, ncols, reserve)
+
     def poll(self) -> Message | None:
         """One waiting message, or ``None``; never blocks."""
         raise NotImplementedError
+
+    def _deliver(self, m: Message | None) -> Message | None:
+        """A message as :meth:`poll` returns it: a raw one copied into its sink (the
+        in-process transports; MPI receives it in place)."""
+        sink = self.raw_sink
+        if m is None or sink is None or m[1] != sink[0]:
+            return m
+        src, tag, payload = m
+        raw = memoryview(payload).cast("B")
+        col = _column_bytes(len(raw), sink[1], tag)
+        view, stride = sink[2](col)
+        for i in range(sink[1]):
+            view[i * stride:i * stride + col] = raw[i * col:(i + 1) * col]
+        return (src, tag, col)
 
     def flush(self) -> None:
         """Complete every outstanding send."""
 
     def close(self) -> None:
         """Release the endpoint."""
+
+
+def _column_bytes(nbytes: int, ncols: int, tag: int) -> int:
+    col = nbytes // ncols
+    if not col or col * ncols != nbytes or col % 8:
+        raise ValueError(f"a raw message of {nbytes} bytes (tag {tag}) is not "
+                         f"{ncols} whole columns of 8-byte numbers")
+    return col
 
 
 class MPIEndpoint(Endpoint):
@@ -115,6 +157,14 @@ class MPIEndpoint(Endpoint):
         self.size = self.comm.Get_size()
         self._reqs: list[Any] = []
         self._status = MPI.Status()
+        #: committed vector datatypes of raw receives, by (column bytes, stride)
+        self._types: dict[tuple[int, int], Any] = {}
+
+    def send_raw(self, dest: int, tag: int, buf: bytes) -> None:
+        # the request holds a reference to buf until it completes
+        self._reqs.append(self.comm.Isend([buf, self.MPI.BYTE], dest=dest, tag=tag))
+        if len(self._reqs) >= 256:
+            self._prune()
 
     def send(self, dest: int, tag: int, obj: Any) -> None:
         self._reqs.append(self.comm.isend(obj, dest=dest, tag=tag))
@@ -139,7 +189,25 @@ class MPIEndpoint(Endpoint):
         if msg is None:
             return None
         src, tag = st.Get_source(), st.Get_tag()
-        return (src, tag, msg.recv())
+        sink = self.raw_sink
+        if sink is None or tag != sink[0]:
+            return (src, tag, msg.recv())
+        # a raw message: received straight into the sink, one column per block of
+        # a vector datatype (cached by shape): no pickle, no intermediate buffer
+        ncols = sink[1]
+        nbytes = st.Get_count(self.MPI.BYTE)
+        try:
+            col = _column_bytes(nbytes, ncols, tag)
+        except ValueError:
+            msg.Recv([bytearray(nbytes), self.MPI.BYTE])  # not left pending
+            raise
+        view, stride = sink[2](col)
+        dt = self._types.get((col, stride))
+        if dt is None:
+            dt = self.MPI.BYTE.Create_vector(ncols, col, stride).Commit()
+            self._types[(col, stride)] = dt
+        msg.Recv([view, 1, dt])
+        return (src, tag, col)
 
     def _proc_failed(self, exc: Any) -> None:
         """A wildcard receive failed because a process died (ULFM, e.g. Open MPI 5 with
@@ -173,6 +241,9 @@ class MPIEndpoint(Endpoint):
 
     def close(self) -> None:
         self.flush()
+        for dt in self._types.values():
+            dt.Free()
+        self._types = {}
         if self.comm != self.MPI.COMM_NULL:
             self.comm.Free()
 
@@ -215,7 +286,7 @@ class QueueEndpoint(Endpoint):
 
     def poll(self) -> Message | None:
         try:
-            return self.hub.queues[self.rank].get_nowait()
+            return self._deliver(self.hub.queues[self.rank].get_nowait())
         except queue.Empty:
             return None
 
@@ -233,4 +304,4 @@ class InlineEndpoint(Endpoint):
             self.inbox.append((0, rtag, payload))
 
     def poll(self) -> Message | None:
-        return self.inbox.popleft() if self.inbox else None
+        return self._deliver(self.inbox.popleft()) if self.inbox else None

@@ -22,7 +22,7 @@ import numpy as np
 from .comm import Backoff, Endpoint
 from .config import Config
 from .errors import RunError
-from .protocol import STATUS_CANCELLED, STATUS_OK, STATUS_TIMEOUT, Tag, setdef
+from .protocol import PLAIN_COLUMNS, STATUS_CANCELLED, STATUS_OK, STATUS_TIMEOUT, Tag, setdef
 from .resources import WorkerSpec
 from .scheduler import CANCELLED, DONE, FAILED, SKIPPED, Scheduler
 from .trace import BATCH_DTYPE, ROWS_PER_FLUSH, DoneBlock
@@ -35,6 +35,8 @@ STATUS_TIMEDOUT = 8  # trace status of an attempt that ran past its timeout
 STATUS_LOST = 9  # trace status of an attempt whose worker rank died
 #: Seconds rank 0 must have been idle before it writes pending trace rows at once.
 IDLE_FLUSH = 0.002
+#: ...and at least this long since the last flush of the trace.
+IDLE_FLUSH_GAP = 0.05
 
 
 def _alive(pid: int) -> bool:
@@ -206,10 +208,18 @@ class Master:
         self._b_j: int = 0
         #: buffer sets a writer thread has finished with (see _flush_rows)
         self._free_bufs: queue.SimpleQueue[tuple[np.ndarray, ...]] = queue.SimpleQueue()
+        #: entries handed to the trace so far; in a flush for size (_size_flush), the
+        #: entries kept for the next one
+        self._handed = 0
+        self._aligned = False
+        self._left: tuple[Any, int, int, np.ndarray] | None = None
         self._new_batch_buffers()
         self._rank_arr = np.asarray(self.rank_of, dtype=np.int32)
         if trace is not None:
             trace.pre_flush = self._flush_rows
+        sink = getattr(endpoint, "sink_raw", None)
+        if sink is not None:  # plain results are received straight into the buffers
+            sink(Tag.RESULTS_RAW, PLAIN_COLUMNS, self._reserve)
         self.fail_fast = False
         self.force_stop = False
         self.drain_timeout = 30.0  # after a stop, wait this long for running tasks
@@ -416,6 +426,44 @@ class Master:
         return count
 
     # ------------------------------------------------------------------ results
+    def _reserve(self, col: int) -> tuple[Any, int]:
+        """Room for a plain results message of ``col`` bytes a column (the
+        endpoint's raw sink): where its columns land, at the end of the buffered
+        ones, and the stride between the tid, start and duration buffers. They
+        count as buffered only once :meth:`_on_raw` accepts them."""
+        self._room(col // 8)
+        return self._v_cols[8 * self._b_n:], 8 * self._cap
+
+    def _on_raw(self, src: int, col: int) -> None:
+        """A plain results message, already in the buffers past the buffered entries
+        (see :meth:`_reserve`): the common case is one scheduler step and four
+        numbers for the trace; anything else goes the way of a Results batch."""
+        n = self._b_n
+        m = n + col // 8
+        tids = self._v_tid[n:m]
+        sched = self.sched
+        now = time.time()
+        sched.now = now
+        w = self.w_of_rank.get(src, 0)
+        if not self.callbacks and not sched.attempts and sched.tasks_done(tids, w):
+            if self.trace is not None:
+                j = self._b_j
+                v = self._v_meta
+                v[j] = m - n
+                v[j + 1] = now - self.t0
+                v[j + 2] = w
+                v[j + 3] = self.offsets[w]
+                self._b_n, self._b_j = m, j + 4
+                if m >= ROWS_PER_FLUSH:
+                    self._size_flush()
+            return
+        # a gang member's report, a late copy, callbacks to call: copied out first (a
+        # callback may flush the trace, which reuses the buffers)
+        k = m - n
+        self._on_results(src, (array("q", tids), array("i", bytes(4 * k)),
+                               array("b", bytes(k)), array("d", self._v_start[n:m]),
+                               array("d", self._v_dur[n:m]), None, None))
+
     def _on_results(self, src: int, batch: Any) -> None:
         """One RESULTS message: a Results batch in columns (see protocol)."""
         tids, atts, stats, starts, durs, values, errors = batch
@@ -566,13 +614,8 @@ class Master:
             starts = array("d", [starts[i] for i in pick])
             durs = array("d", [durs[i] for i in pick])
         k = len(tids)
+        self._room(k)
         n, j = self._b_n, self._b_j
-        if n + k > len(self._b_tid) or j + 4 > len(self._b_meta):
-            if self.trace is not None and n:
-                self.trace.flush(wait=False, tail=False)  # hands the buffers over
-            if k > len(self._b_tid):
-                self._new_batch_buffers(k)
-            n, j = self._b_n, self._b_j
         m = n + k
         try:
             self._v_tid[n:m] = tids
@@ -589,7 +632,41 @@ class Master:
         v[j + 3] = off
         self._b_n, self._b_j = m, j + 4
         if m >= ROWS_PER_FLUSH and self.trace is not None:
+            self._size_flush()
+
+    def _room(self, k: int) -> None:
+        """Make room for ``k`` more buffered entries (and their message's four numbers):
+        a flush hands full buffers over; a batch larger than the buffers gets larger
+        ones."""
+        if self._b_n + k > self._cap or self._b_j + 4 > len(self._b_meta):
+            if self.trace is not None and self._b_n:
+                self._size_flush()
+                if self._b_n + k > self._cap or self._b_j + 4 > len(self._b_meta):
+                    self.trace.flush(wait=False, tail=False)  # the kept rest too
+            if k > self._cap:
+                self._new_batch_buffers(k)
+
+    def _size_flush(self) -> None:
+        """A flush because the buffers are full: hand over the entries that end on a
+        chunk boundary of the trace's ``done`` columns, so the trace writes whole
+        chunks straight from them (a chunk begun by the last flush would be completed
+        by copying, five columns of 512 KiB per flush); the rest (usually part of
+        one message) moves to the front of the buffers and goes next time."""
+        self._aligned = True
+        try:
             self.trace.flush(wait=False, tail=False)
+            left, self._left = self._left, None
+        finally:
+            self._aligned = False
+            self._left = None
+        if left is not None:
+            (cols, meta), cut, n, rest = left
+            k, cap = n - cut, len(cols) // PLAIN_COLUMNS
+            dst = self._bufs[0]
+            for c in range(PLAIN_COLUMNS):  # the same array without a writer thread
+                dst[c * self._cap:c * self._cap + k] = cols[c * cap + cut:c * cap + n]
+            self._b_meta[:len(rest)] = rest
+            self._b_n, self._b_j = k, len(rest)
 
     def _flush_rows(self) -> None:
         """Hand the buffered successful first attempts to the trace as the ``done``
@@ -600,7 +677,25 @@ class Master:
         n, j = self._b_n, self._b_j
         if not n or self.trace is None:
             return
-        cols = (self._b_tid[:n], self._b_start[:n], self._b_dur[:n], self._b_meta[:j])
+        meta = self._b_meta[:j]
+        chunk = getattr(self.trace, "done_chunk", 0) if self._aligned else 0
+        cut = n - (self._handed + n) % chunk if chunk else n
+        if 0 < cut < n:  # see _size_flush: the message holding entry cut is split
+            ends = np.cumsum(meta[0::4])
+            i = int(np.searchsorted(ends, cut))
+            rest = meta[4 * i:].copy()
+            rest[0] = ends[i] - cut
+            if ends[i] > cut:
+                meta = meta[:4 * i + 4].copy()
+                meta[4 * i] -= rest[0]
+            else:
+                rest = rest[4:]
+                meta = meta[:4 * i + 4]
+            self._left = (self._bufs, cut, n, rest)
+        else:
+            cut = n
+        self._handed += cut
+        cols = (self._b_tid[:cut], self._b_start[:cut], self._b_dur[:cut], meta)
         # the arrays as they are now (a later growth allocates new ones)
         times = (self.sched.ready_at, self.dispatched.a)
         rank_arr, t0 = self._rank_arr, self.t0
@@ -630,23 +725,29 @@ class Master:
         self.trace.add_done(build)
 
     def _new_batch_buffers(self, least: int = 0) -> None:
-        """Buffers for ROWS_PER_FLUSH buffered tasks (or ``least``), and memoryviews
-        of them that take ``array.array`` columns in one copy."""
+        """Buffers for ROWS_PER_FLUSH buffered tasks (or ``least``): one array holding
+        the task id, start and duration columns one after the other (a plain
+        results message is received into all three at once), and one for the four
+        numbers of each message."""
         cap = max(ROWS_PER_FLUSH + 1024, least)
-        tid = np.empty(cap, dtype=np.int64)
-        start = np.empty(cap, dtype=np.float64)
-        dur = np.empty(cap, dtype=np.float64)
+        cols = np.empty(PLAIN_COLUMNS * cap, dtype=np.float64)
         #: per buffered message: entries, received, worker index, its clock offset
         meta = np.empty(4 * 8192, dtype=np.float64)
-        self._use_buffers((tid, start, dur, meta))
+        self._use_buffers((cols, meta))
 
     def _use_buffers(self, bufs: tuple[np.ndarray, ...]) -> None:
-        """Buffer the next batches in ``bufs`` (tid, start, dur, meta), from empty."""
+        """Buffer the next batches in ``bufs`` (columns, meta), from empty; the
+        memoryviews take ``array.array`` columns in one copy each."""
         self._bufs = bufs
-        self._b_tid, self._b_start, self._b_dur, self._b_meta = bufs
-        self._v_tid: Any = memoryview(self._b_tid.data).cast("B").cast("q")
-        self._v_start: Any = memoryview(self._b_start.data)
-        self._v_dur: Any = memoryview(self._b_dur.data)
+        cols, self._b_meta = bufs
+        cap = self._cap = len(cols) // PLAIN_COLUMNS
+        self._b_tid = cols[:cap].view(np.int64)
+        self._b_start = cols[cap:2 * cap]
+        self._b_dur = cols[2 * cap:3 * cap]
+        self._v_cols: Any = memoryview(cols.data).cast("B")
+        self._v_tid: Any = self._v_cols[:8 * cap].cast("q")
+        self._v_start: Any = self._v_cols[8 * cap:16 * cap].cast("d")
+        self._v_dur: Any = self._v_cols[16 * cap:24 * cap].cast("d")
         self._v_meta: Any = memoryview(self._b_meta.data)
         self._b_n = 0  # buffered tasks
         self._b_j = 0  # used numbers of _b_meta
@@ -768,10 +869,14 @@ class Master:
                 if trace is not None:
                     # Idle: write finished rows now, so a job killed from outside (a dead
                     # rank takes the whole MPICH job down) loses at most ~IDLE_FLUSH of
-                    # results; under a flood of short tasks rank 0 is never idle this long
-                    # and the periodic flush keeps the hot path cheap. One clock read.
+                    # results, or IDLE_FLUSH_GAP after the last flush. The gap is for a
+                    # flood of short tasks on an oversubscribed node, where rank 0 is
+                    # idle this long several times a second while workers wait for a
+                    # core: each such flush writes the done columns' last chunk padded
+                    # (2.5 MiB) and the next one completes it by a copy. One clock read.
                     now = time.perf_counter()
                     if backoff.idle_for(now) >= IDLE_FLUSH and (
+                            now - trace.last_flush >= IDLE_FLUSH_GAP) and (
                             self._b_n or trace.rows or trace.errors or trace.tail_pending):
                         trace.flush()
                     elif now - trace.last_flush >= trace.flush_interval:
@@ -786,7 +891,9 @@ class Master:
                 continue
             backoff.reset()
             src, tag, payload = msg
-            if tag == Tag.RESULTS:
+            if tag == Tag.RESULTS_RAW:
+                self._on_raw(src, payload)
+            elif tag == Tag.RESULTS:
                 self._on_results(src, payload)
             elif tag == Tag.HEARTBEAT:
                 self.last_beat[src] = time.monotonic()

@@ -1,6 +1,9 @@
 """The wire format between rank 0 and the workers: every tag and message on one screen.
 
-All messages are pickled Python tuples (mpi4py's lowercase API), small by design.
+All messages but one are pickled Python tuples (mpi4py's lowercase API), small by
+design. The exception is the commonest: RESULTS_RAW carries a batch of plain results
+(first attempts that succeeded and returned nothing) as raw bytes, which rank 0
+receives straight into its trace buffers: no pickle, no Python object per message.
 
 ==========  =========  ==============================================================
 tag         direction  payload
@@ -9,6 +12,8 @@ HELLO       w -> 0     reserved (worker information is gathered collectively at 
 TASKS       0 -> w     ``(setdefs, tasks)``: ``setdefs`` = list of SetDef tuples not yet
                        sent to this worker; ``tasks`` = list of TaskMsg tuples
 RESULTS     w -> 0     a Results batch (columns, see :func:`pack_results`)
+RESULTS_RAW w -> 0     raw bytes, not pickled: the three columns of a batch of plain
+                       results, each n 8-byte numbers (see :func:`pack_plain`)
 STOP        0 -> w     ``None``: finish the queued tasks, reply BYE, leave the loop
 BYE         w -> 0     ``dict`` worker statistics (tasks run, busy seconds)
 CANCEL      0 -> w     ``None``: drop queued tasks (they are reported cancelled)
@@ -28,6 +33,10 @@ Results = (tid, attempt, status, started, duration, values, errors): one batch o
           ``values`` and ``errors`` as tuples, or ``None`` when every one is None
           (null tasks: the common case). Rank 0 hands the timing columns of a whole
           batch to the trace at once.
+Plain   = the RESULTS_RAW form of a batch whose every result has attempt 0, status
+          STATUS_OK, value and error None: n task ids (int64), then n started
+          (float64), then n durations (float64), in native byte order (one machine
+          type per job). Every other batch travels as Results.
 """
 
 from __future__ import annotations
@@ -56,6 +65,11 @@ class Tag(enum.IntEnum):
     BYE = 5
     CANCEL = 6
     HEARTBEAT = 7
+    RESULTS_RAW = 8
+
+
+#: Columns of a RESULTS_RAW message (task id, started, duration), 8 bytes an entry each.
+PLAIN_COLUMNS = 3
 
 
 SetDef = tuple[int, str, int, int, str, tuple[Any, ...], dict[str, Any], Any, bool, int]
@@ -87,3 +101,25 @@ def unpack_results(batch: Results) -> list[Result]:
     vals = values if values is not None else (None,) * n
     errs = errors if errors is not None else (None,) * n
     return list(zip(tid, att, status, started, dur, vals, errs))
+
+
+def pack_plain(results: Sequence[Result]) -> bytes | None:
+    """The RESULTS_RAW bytes of a list of Result tuples (at least one), or ``None``
+    when one of them is not plain (a retry, a failure, a value, an error)."""
+    tid, att, status, started, dur, values, errors = zip(*results)
+    n = len(tid)
+    if any(att) or any(status) or values.count(None) != n or errors.count(None) != n:
+        return None
+    return b"".join((array("q", tid), array("d", started), array("d", dur)))
+
+
+def unpack_plain(buf: Any) -> list[Result]:
+    """The Result tuples of RESULTS_RAW bytes (tests and tools)."""
+    raw = memoryview(buf).cast("B")
+    n = len(raw) // (8 * PLAIN_COLUMNS)
+    if n * 8 * PLAIN_COLUMNS != len(raw):
+        raise ValueError(f"a plain results message of {len(raw)} bytes: not whole entries")
+    tid = raw[:8 * n].cast("q")
+    started = raw[8 * n:16 * n].cast("d")
+    dur = raw[16 * n:].cast("d")
+    return [(tid[i], 0, STATUS_OK, started[i], dur[i], None, None) for i in range(n)]

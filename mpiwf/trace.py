@@ -198,13 +198,15 @@ class TraceWriter:
         append: add a run group to an existing trace instead of overwriting it.
         flush_interval: seconds between flushes.
         background: assemble and write rows in a writer thread (see the module doc).
+        done_chunk: entries per chunk of the ``done`` columns (default: the smallest
+            power of two from 1,024 to 65,536 that holds the workflow's tasks).
     """
 
     def __init__(self, path: str, workflow: Any, workers: Sequence[WorkerSpec],
                  attrs: dict[str, Any] | None = None, start_time: float | None = None,
                  append: bool = False, flush_interval: float = 1.0,
                  worker_extra: Sequence[dict[str, Any]] | None = None,
-                 background: bool = False) -> None:
+                 background: bool = False, done_chunk: int | None = None) -> None:
         self.path = path
         self.wf = workflow
         self.start_time = time.time() if start_time is None else start_time
@@ -268,7 +270,8 @@ class TraceWriter:
                                            dtype=ROW_DTYPE, chunks=(1024,))
         # chunks of up to 65,536 entries (512 KiB; a small run gets small ones):
         # smaller chunks cost a flush twice as much
-        chunk = int(min(65536, max(1024, 1 << max(int(workflow.ntasks) - 1, 0).bit_length())))
+        chunk = int(done_chunk or min(65536, max(1024, 1 << max(int(workflow.ntasks) - 1,
+                                                                 0).bit_length())))
         done = self.g.create_group("done")
         # task -1 marks an entry never written (a run killed between growing the
         # columns and writing their chunk): load() stops there
@@ -443,6 +446,13 @@ class TraceWriter:
             self._jobs.put(lambda: self._write(blocks, done, errors, tail))
         if wait:
             self.sync()
+
+    @property
+    def done_chunk(self) -> int:
+        """Entries per chunk of the ``done`` columns when they are written a whole chunk
+        at a time (0 otherwise): a driver that hands over entries ending on a chunk
+        boundary (:meth:`add_done`) has them written without a copy."""
+        return self._chunk if self._direct else 0
 
     @property
     def tail_pending(self) -> bool:

@@ -33,6 +33,7 @@ from .protocol import (
     SetDef,
     Tag,
     TaskMsg,
+    pack_plain,
     pack_results,
 )
 from .timeouts import TaskTimeout, call_with_timeout
@@ -140,7 +141,11 @@ class Executor:
             self.define(defs)
             out = [self.run_task(m, self._sid_of(m if isinstance(m, int) else m[0]))
                    for m in tasks]
-            return [(Tag.RESULTS, pack_results(out))] if out else []
+            if not out:
+                return []
+            raw = pack_plain(out)
+            return [(Tag.RESULTS, pack_results(out)) if raw is None else
+                    (Tag.RESULTS_RAW, raw)]
         if tag == Tag.STOP:
             return [(Tag.BYE, self.stats())]
         return []
@@ -181,7 +186,11 @@ class Worker:
 
     def _send_results(self) -> None:
         if self.results:
-            self.ep.send(0, Tag.RESULTS, pack_results(self.results))
+            raw = pack_plain(self.results)
+            if raw is not None:  # the common case: raw bytes, received in place
+                self.ep.send_raw(0, Tag.RESULTS_RAW, raw)
+            else:
+                self.ep.send(0, Tag.RESULTS, pack_results(self.results))
             self.results = []
         self.last_send = time.perf_counter()
 

@@ -749,3 +749,119 @@ def test_writer_thread_builds_from_handed_over_buffers(tmp_path, monkeypatch) ->
     assert np.all(t["dispatched"] <= t["started"]) and np.all(t["ended"] <= t["received"])
     own = np.abs((t["ended"] - t["started"]) - t["task"] * 1e-9) < 1e-11
     assert own.mean() > 0.9, own.mean()
+
+
+def test_plain_results_travel_raw_and_the_rest_pickled() -> None:
+    """A batch of plain results (first attempts, succeeded, no value) is three raw
+    columns; a retry, a failure or a value keeps the pickled Results form."""
+    from mpiwf.protocol import pack_plain, unpack_plain
+
+    now = time.time()
+    plain = [(7, 0, STATUS_OK, now, 1e-6, None, None), (9, 0, STATUS_OK, now + 1, 2e-6, None,
+                                                        None)]
+    raw = pack_plain(plain)
+    assert raw is not None and len(raw) == 2 * 24
+    assert unpack_plain(raw) == plain
+    for bad in ((7, 1, STATUS_OK, now, 0.0, None, None),  # a retry
+                (7, 0, STATUS_CANCELLED, now, 0.0, None, None),
+                (7, 0, STATUS_OK, now, 0.0, 3, None),  # a value
+                (7, 0, STATUS_OK, now, 0.0, None, ("E", "m", "", 1, "h"))):
+        assert pack_plain(plain + [bad]) is None
+    with pytest.raises(ValueError, match="whole"):
+        unpack_plain(raw[:-8])
+
+
+def test_a_raw_message_lands_in_its_sink_as_columns() -> None:
+    """The in-process transports copy a raw message into the sink the way MPI's vector
+    receive does: column i at byte i * stride; poll returns the column length; a
+    message that is not whole columns is refused."""
+    hub = QueueHub(2)
+    a, b = hub.endpoint(0), hub.endpoint(1)
+    buf = bytearray(64)
+    calls = []
+
+    def reserve(col: int) -> tuple[memoryview, int]:
+        calls.append(col)
+        return memoryview(buf)[8:], 24
+
+    a.sink_raw(Tag.RESULTS_RAW, 2, reserve)
+    b.send_raw(0, Tag.RESULTS_RAW, array("q", [1, 2]).tobytes() + array("q", [3, 4]).tobytes())
+    assert a.poll() == (1, Tag.RESULTS_RAW, 16)
+    assert calls == [16]
+    assert list(memoryview(buf).cast("q")) == [0, 1, 2, 0, 3, 4, 0, 0]
+    b.send(0, Tag.BYE, {"x": 1})  # other tags are untouched
+    assert a.poll() == (1, Tag.BYE, {"x": 1})
+    b.send_raw(0, Tag.RESULTS_RAW, b"x" * 24)  # 12 bytes a column: not 8-byte numbers
+    with pytest.raises(ValueError, match="whole columns"):
+        a.poll()
+
+
+def test_a_flush_for_size_hands_over_whole_chunks_and_keeps_the_rest(tmp_path,
+                                                                     monkeypatch) -> None:
+    """Full buffers go to the trace ending on a chunk boundary of the done columns,
+    so every chunk is written straight from rank 0's buffers (no tail to complete by
+    a copy); the entries past it, part of a message, go with the next flush. Every
+    task is recorded once, with its own times and its message's worker."""
+    import mpiwf.master as master_mod
+    from mpiwf.comm import Endpoint
+    from mpiwf.config import Config
+    from mpiwf.protocol import pack_plain
+
+    monkeypatch.setattr(master_mod, "ROWS_PER_FLUSH", 4096)
+    n = 20000
+    wf = Workflow("aligned")
+    wf.add_set("a", n, "noop", duration=1e-6)
+    workers = uniform_workers(1, 3)
+
+    class Instant(Endpoint):
+        """Workers that finish each task at once, 50 results a raw message; task t
+        runs for t nanoseconds."""
+
+        def __init__(self) -> None:
+            self.inbox: deque = deque()
+
+        def send(self, dest: int, tag: int, obj: object) -> None:
+            if tag == Tag.TASKS:
+                ids = [t if isinstance(t, int) else t[0] for t in obj[1]]  # type: ignore[index]
+                now = time.time()
+                for i in range(0, len(ids), 50):
+                    self.inbox.append((dest, Tag.RESULTS_RAW, pack_plain(
+                        [(t, 0, STATUS_OK, now, t * 1e-9, None, None) for t in ids[i:i + 50]])))
+            elif tag == Tag.STOP:
+                self.inbox.append((dest, Tag.BYE, {}))
+
+        def poll(self):  # type: ignore[no-untyped-def]
+            return self._deliver(self.inbox.popleft()) if self.inbox else None
+
+    path = str(tmp_path / "a.h5")
+    tw = TraceWriter(path, wf, workers, done_chunk=1024, flush_interval=60.0)
+    tails = []
+    chunks_out = tw._chunks_out
+
+    def spy(cols: list) -> None:
+        tails.append((len(tw._tails[0]), len(cols[0])))
+        chunks_out(cols)
+
+    tw._chunks_out = spy  # type: ignore[method-assign]
+    ep = Instant()
+    m = Master(wf, Config(progress_interval=0), ep, workers, tw,  # type: ignore[arg-type]
+               start_time=tw.start_time)
+    s = m.run()
+    tw.close()
+    assert s.done == n
+    size = tails[:-1]  # the last is the end of the run's flush
+    assert len(size) >= 4
+    assert all(t == 0 and k % 1024 == 0 for t, k in size), size
+    t = load(path).tasks
+    order = np.argsort(t["task"])
+    assert np.array_equal(t["task"][order], np.arange(n))
+    own = np.abs((t["ended"] - t["started"]) - t["task"] * 1e-9) < 1e-11
+    assert own.all()
+    assert set(t["worker"].tolist()) <= {1, 2, 3}
+    # a message split between two flushes keeps one receipt time for its entries: the
+    # entries of each receipt time are one message's (at most 50 consecutive tasks)
+    _u, first, count = np.unique(t["received"], return_index=True, return_counts=True)
+    assert count.max() <= 50
+    for i, k in zip(first.tolist(), count.tolist()):
+        ids = t["task"][i:i + k]
+        assert ids[-1] - ids[0] == k - 1, ids
