@@ -25,7 +25,7 @@ from .errors import RunError
 from .protocol import PLAIN_COLUMNS, STATUS_CANCELLED, STATUS_OK, STATUS_TIMEOUT, Tag, setdef
 from .resources import WorkerSpec
 from .scheduler import CANCELLED, DONE, FAILED, SKIPPED, Scheduler
-from .trace import BATCH_DTYPE, ROWS_PER_FLUSH, DoneBlock
+from .trace import BATCH_DTYPE, LOG_DTYPE, ROWS_PER_FLUSH, DoneBlock
 from .workflow import DEP_ALL, DEP_ONE, Workflow
 
 log = logging.getLogger("mpiwf.master")
@@ -119,35 +119,44 @@ class _Grow:
             self.a = b
 
 
-def _build_done(tid_a: Any, start_a: Any, dur_a: Any, meta_a: Any,
-                times: tuple[np.ndarray, np.ndarray], rank_arr: np.ndarray,
-                t0: float) -> DoneBlock:
+def _build_done(tid_a: Any, start_a: Any, dur_a: Any, meta_a: Any, logs: tuple[Any, Any],
+                dispatched: np.ndarray, rank_arr: np.ndarray, t0: float) -> DoneBlock:
     """The ``done`` entries (a DoneBlock) of buffered successful first attempts: the
-    task, start and duration columns as they arrived, four numbers per results
-    message (entries, received, worker index, its clock offset) and the per-task
-    times of the run (ready, dispatched; created is its set's, in the trace's
-    ``sets`` table). Contiguous column operations only: no rows are built."""
+    task, start and duration columns as they arrived (written as they are), the
+    ``batches`` rows of the four numbers kept per results message (entries,
+    received, worker index, its clock offset), the dispatch and ready logs (flat
+    ``array('d')`` triples: first task, end, time; ready times on the epoch clock)
+    and the entries' span. Only per-message and per-run work: nothing per task."""
     tid = np.frombuffer(tid_a, dtype=np.int64)
+    start = np.frombuffer(start_a, dtype=np.float64)
+    dur = np.frombuffer(dur_a, dtype=np.float64)
     meta = np.frombuffer(meta_a, dtype=np.float64).reshape(-1, 4)
     counts = meta[:, 0].astype(np.int64)
-    ready_at, dispatched = times
-    d = np.take(dispatched, tid)
-    d -= t0
-    s = np.frombuffer(start_a, dtype=np.float64) - t0
-    if meta[:, 3].any():
-        s -= np.repeat(meta[:, 3], counts)
-    # the same clamps as the per-row path: dispatched <= started <= ended <= received
-    np.maximum(s, d, out=s)
-    e = s + np.frombuffer(dur_a, dtype=np.float64)
-    np.minimum(e, np.repeat(meta[:, 1], counts), out=e)
-    np.minimum(s, e, out=s)
-    ready = np.take(ready_at, tid)
-    ready -= t0
     batches = np.empty(len(meta), dtype=BATCH_DTYPE)
     batches["n"] = counts
     batches["received"] = meta[:, 1]
     batches["worker"] = rank_arr[meta[:, 2].astype(np.int64)]
-    return DoneBlock(tid, s, e, ready, d, batches)
+    batches["offset"] = meta[:, 3]
+    out = []
+    for log, shift in zip(logs, (0.0, t0)):
+        flat = np.frombuffer(log, dtype=np.float64).reshape(-1, 3)
+        rows = np.empty(len(flat), dtype=LOG_DTYPE)
+        rows["first"] = flat[:, 0]
+        rows["end"] = flat[:, 1]
+        rows["time"] = flat[:, 2] - shift
+        out.append(rows)
+    span = (float("inf"), float("-inf"))
+    if len(meta):
+        # the first entry of a message started first, its last ended last (a worker
+        # runs them one after the other); the same clamps as load() applies
+        last = np.cumsum(counts) - 1
+        first = last - counts + 1
+        base = meta[:, 3] + t0
+        s0 = np.fmax(start[first] - base, np.take(dispatched, tid[first]) - t0)
+        e0 = np.minimum(s0 + dur[first], meta[:, 1])
+        e1 = np.minimum(start[last] - base + dur[last], meta[:, 1])
+        span = (float(np.minimum(s0, e0).min()), float(e1.max()))
+    return DoneBlock(tid, start, dur, batches, out[0], out[1], span)
 
 
 class Master:
@@ -175,13 +184,19 @@ class Master:
         self.ep = endpoint
         self.workers = list(workers)
         self.trace = trace
-        self.t0 = time.time() if start_time is None else start_time
+        if start_time is None:  # the trace's clock, which its stored times count from
+            start_time = getattr(trace, "start_time", None) or time.time()
+        self.t0 = start_time
         self.callbacks = list(callbacks)
         self.offsets = list(clock_offsets or [0.0] * len(self.workers))
         self.sched = Scheduler(workflow, self.workers, window=config.window,
                                prefetch=config.prefetch, short_task=config.short_task,
                                validate=config.validate, batch=config.batch,
                                lookahead=config.lookahead)
+        #: runs of tasks sent (first, end, time since t0) and made ready (epoch time),
+        #: for the trace's done group: flat triples, handed over at every flush
+        self._dlog: array | None = array("d") if trace is not None else None
+        self.sched.ready_log = array("d") if trace is not None else None
         self.rank_of = [w.rank for w in self.workers]
         self.w_of_rank = {w.rank: i for i, w in enumerate(self.workers)}
         self.node_of = [w.node for w in self.workers]
@@ -381,8 +396,12 @@ class Master:
         ts: Any = None
         plain = False
         count = 0
+        dlog = self._dlog
+        rel = now - self.t0
         for a, b, gang in runs:
             count += b - a
+            if dlog is not None:
+                dlog.extend((a, b, rel))
             if not lo <= a < hi:  # the tasks of a run are of one set
                 ts = wf.set_of(a)
                 lo, hi = ts.offset, ts.offset + ts.n
@@ -675,7 +694,15 @@ class Master:
         gets copies. A done task's ready and dispatched times are final, so building
         them later reads the same values."""
         n, j = self._b_n, self._b_j
-        if not n or self.trace is None:
+        if self.trace is None:
+            return
+        if not n:
+            if self._dlog or self.sched.ready_log:  # tasks sent or made ready, none done
+                logs = (self._dlog, self.sched.ready_log)
+                self._dlog, self.sched.ready_log = array("d"), array("d")
+                self.trace.add_done(_build_done(self._b_tid[:0], self._b_start[:0],
+                                                self._b_dur[:0], self._b_meta[:0], logs,
+                                                self.dispatched.a, self._rank_arr, self.t0))
             return
         meta = self._b_meta[:j]
         chunk = getattr(self.trace, "done_chunk", 0) if self._aligned else 0
@@ -696,33 +723,24 @@ class Master:
             cut = n
         self._handed += cut
         cols = (self._b_tid[:cut], self._b_start[:cut], self._b_dur[:cut], meta)
-        # the arrays as they are now (a later growth allocates new ones)
-        times = (self.sched.ready_at, self.dispatched.a)
-        rank_arr, t0 = self._rank_arr, self.t0
+        logs = (self._dlog, self.sched.ready_log)
+        self._dlog, self.sched.ready_log = array("d"), array("d")
+        # the array as it is now (a later growth allocates a new one)
+        disp, rank_arr, t0 = self.dispatched.a, self._rank_arr, self.t0
         self._b_n = self._b_j = 0
         if getattr(self.trace, "background", False):
-            # the writer thread builds from these buffers and hands them back; rank 0
-            # goes on with a spare set (no copy, no fresh memory on the hot path)
+            # the writer thread writes these buffers as they are and hands them back
+            # once written; rank 0 goes on with a spare set (no copy, no fresh memory
+            # on the hot path)
             held, free = self._bufs, self._free_bufs
             try:
                 self._use_buffers(free.get_nowait())
             except queue.Empty:
                 self._new_batch_buffers()
-
-            def build_bg() -> DoneBlock:
-                try:
-                    b = _build_done(*cols, times, rank_arr, t0)
-                    return b._replace(task=b.task.copy())
-                finally:
-                    free.put(held)
-
-            self.trace.add_done(build_bg)
+            self.trace.add_done(lambda: _build_done(*cols, logs, disp, rank_arr, t0),
+                                lambda: free.put(held))
             return
-
-        def build() -> DoneBlock:
-            return _build_done(*cols, times, rank_arr, t0)
-
-        self.trace.add_done(build)
+        self.trace.add_done(_build_done(*cols, logs, disp, rank_arr, t0))
 
     def _new_batch_buffers(self, least: int = 0) -> None:
         """Buffers for ROWS_PER_FLUSH buffered tasks (or ``least``): one array holding

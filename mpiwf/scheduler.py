@@ -110,6 +110,9 @@ class Scheduler:
         self.state = bytearray()
         self.npend: list[int] = []
         self.ready_at = np.empty(0)
+        #: set by a driver that records ready times as runs (a flat ``array('d')``
+        #: of first task, end, time triples, appended to at each stamp), or None
+        self.ready_log: Any = None
         #: attempt number of each task's current try (absent: 0). A retry and a re-run
         #: after a lost worker both take a new number, so a late report of the old try
         #: is told apart from the new one's
@@ -915,6 +918,8 @@ class Scheduler:
     def _push_ready(self, sid: int, a: int, b: int, stamp: bool) -> None:
         if stamp:
             self.ready_at[a:b] = self.now
+            if self.ready_log is not None:
+                self.ready_log.extend((a, b, self.now))
         rq = self.s_ready[sid]
         if rq and rq[-1][1] == a:
             rq[-1][1] = b  # contiguous with the last range: one longer run to place

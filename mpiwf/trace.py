@@ -10,9 +10,11 @@ Layout of a trace file (plain h5py reads all of it; no pickles)::
                            (no strings: a row's name comes from ``sets``, its host from
                            ``workers``; :func:`load` adds both as columns)
         done/              the successful first attempts of single-worker tasks (nearly
-                           every task of a run): one 1-D dataset per field of DONE_FIELDS
-                           and ``batches`` (BATCH_DTYPE, one row per results message);
-                           :func:`load` merges them into the task rows
+                           every task of a run), as they arrived: one 1-D dataset per
+                           field of DONE_FIELDS, ``batches`` (BATCH_DTYPE, one row per
+                           results message), and the logs ``dispatches`` and ``readies``
+                           (LOG_DTYPE: runs of task ids sent, made ready, at a time);
+                           :func:`load` derives the task rows from them
         sets               one row per task set, fields SET_FIELDS
         workers            one row per worker, fields WORKER_FIELDS
         set_edges          (parent set, child set, kind 0=all 1=one)
@@ -56,7 +58,12 @@ FORMAT = "mpiwf-trace"
 #: the ``done`` group (40 bytes each instead of a 91-byte row, written as they come:
 #: no rows to build on rank 0); their other fields follow from ``sets`` and ``workers``
 #: (``sets`` gained ``created``: every task of a set is added to the run at once)
-FORMAT_VERSION = 3
+#: 4: the ``done`` group holds what rank 0 received, as it received it (task, the
+#: worker's start time, the duration: 24 bytes a task, written from the receive
+#: buffers with no arithmetic); ready and dispatched times are logs of runs of tasks
+#: (one row per run sent or made ready, not per task); :func:`load` derives started,
+#: ended, ready and dispatched (format 3 stored them, five columns built per flush)
+FORMAT_VERSION = 4
 ROWS_PER_FLUSH = 65536
 
 #: Per-attempt task rows: (field, dtype, meaning).
@@ -85,34 +92,45 @@ DERIVED_FIELDS: list[tuple[str, str, str]] = [
     ("host", "S64", "host of the worker (UTF-8, cut at 64 bytes); empty if its rank is unknown"),
 ]
 #: The ``done`` group's columns, each a 1-D dataset: one entry per successful first
-#: attempt run by one worker; entry i belongs to the results message (``batches``
-#: row) that the running sum of ``batches["n"]`` puts it in. Times as in TASK_FIELDS;
-#: ``created`` is its set's (``sets.created``).
+#: attempt run by one worker, as its worker reported it; entry i belongs to the
+#: results message (``batches`` row) that the running sum of ``batches["n"]`` puts it
+#: in. :func:`load` derives the row: started = start - the worker's clock_offset -
+#: start_time, then dispatched <= started <= ended = started + duration <= received;
+#: ready and dispatched from the logs, created from ``sets.created``.
 DONE_FIELDS: list[tuple[str, str, str]] = [
     ("task", "<i8", "task id"),
-    ("started", "<f8", "kernel began (corrected to rank 0's clock)"),
-    ("ended", "<f8", "kernel returned"),
-    ("ready", "<f8", "dependencies (and stage) satisfied"),
-    ("dispatched", "<f8", "sent to its worker"),
+    ("start", "<f8", "kernel began: the worker's clock, epoch seconds"),
+    ("duration", "<f8", "seconds the kernel ran (the worker's monotonic clock)"),
 ]
+#: Format 3's ``done`` columns (still read): times as in TASK_FIELDS.
+DONE_FIELDS_3 = ["task", "started", "ended", "ready", "dispatched"]
 #: ``done/batches``: one row per results message: how many ``done`` entries it holds,
-#: when rank 0 received it, and the rank of the worker that sent it.
-BATCH_DTYPE = np.dtype([("n", "<i4"), ("received", "<f8"), ("worker", "<i4")])
+#: when rank 0 received it, the rank of the worker that sent it, and that worker's
+#: clock minus rank 0's (format 3 rows lack ``offset``: their times were corrected).
+BATCH_DTYPE = np.dtype([("n", "<i4"), ("received", "<f8"), ("worker", "<i4"),
+                        ("offset", "<f8")])
+#: ``done/dispatches`` and ``done/readies``: tasks ``first`` .. ``end`` - 1 were sent to
+#: a worker (made ready) at ``time``; a later row for a task overrides an earlier one.
+LOG_DTYPE = np.dtype([("first", "<i8"), ("end", "<i8"), ("time", "<f8")])
 #: A stored row (the ``tasks`` dataset; what writers append).
 ROW_DTYPE = np.dtype([(n, t) for n, t, _ in TASK_FIELDS])
 #: A row as :func:`load` returns it: the stored fields plus name and host.
 TASK_DTYPE = np.dtype([(n, t) for n, t, _ in TASK_FIELDS + DERIVED_FIELDS])
 class DoneBlock(NamedTuple):
     """Entries for the ``done`` group (what :meth:`TraceWriter.add_done` takes): one
-    array per field of DONE_FIELDS, all of one length, and the BATCH_DTYPE rows of
-    the messages they came in (their ``n`` sum to that length)."""
+    array per field of DONE_FIELDS, all of one length; the BATCH_DTYPE rows of the
+    messages they came in (their ``n`` sum to that length); the LOG_DTYPE rows of the
+    runs of tasks sent and made ready since the last block (every entry's must be in
+    this block or an earlier one); and the earliest start and latest end of the
+    entries (seconds since ``start_time``: the trace's makespan)."""
 
     task: np.ndarray
-    started: np.ndarray
-    ended: np.ndarray
-    ready: np.ndarray
-    dispatched: np.ndarray
+    start: np.ndarray
+    duration: np.ndarray
     batches: np.ndarray
+    dispatches: np.ndarray
+    readies: np.ndarray
+    span: tuple[float, float]
 
 
 STATUS_NAMES = ("pending", "ready", "dispatched", "running", "done", "failed", "skipped",
@@ -215,8 +233,10 @@ class TraceWriter:
         #: ROW_DTYPE arrays from add_rows, or callables that build one (run by the
         #: writer thread in background mode)
         self.blocks: list[np.ndarray | Callable[[], np.ndarray]] = []
-        #: DoneBlocks from add_done, or callables that build one
-        self.done: list[DoneBlock | Callable[[], DoneBlock]] = []
+        #: DoneBlocks from add_done (or callables that build one), each with the
+        #: callable to call once it is written (or None)
+        self.done: list[tuple[DoneBlock | Callable[[], DoneBlock],
+                              Callable[[], None] | None]] = []
         #: rows are built and written by a writer thread (``background=True``)
         self.background = bool(background)
         self._jobs: queue.Queue[Any] | None = None
@@ -281,6 +301,8 @@ class TraceWriter:
                         for n, t, _ in DONE_FIELDS]
         self.batches = done.create_dataset("batches", shape=(0,), maxshape=(None,),
                                            dtype=BATCH_DTYPE, chunks=(max(chunk // 64, 256),))
+        self.logs = [done.create_dataset(n, shape=(0,), maxshape=(None,), dtype=LOG_DTYPE,
+                                         chunks=(1024,)) for n in ("dispatches", "readies")]
         self.ndone = 0
         # The done columns are written a whole chunk at a time (HDF5's direct chunk
         # write: one copy, no chunk cache); the entries past the last whole chunk wait
@@ -290,6 +312,7 @@ class TraceWriter:
         self._full = 0  # whole chunks written
         self._tails: list[np.ndarray] = [np.zeros(0, dtype=t) for _, t, _ in DONE_FIELDS]
         self._tail_written = True
+        self._pad: list[np.ndarray] | None = None  # a padded last chunk, per column
         self._direct = all(hasattr(ds.id, "write_direct_chunk") for ds in self.done_ds)
         self.g.create_dataset("sets", shape=(0,), maxshape=(None,), dtype=_dtype(SET_FIELDS),
                               chunks=(256,))
@@ -402,10 +425,12 @@ class TraceWriter:
         if callable(rows) or len(rows):
             self.blocks.append(rows)
 
-    def add_done(self, block: DoneBlock | Callable[[], DoneBlock]) -> None:
+    def add_done(self, block: DoneBlock | Callable[[], DoneBlock],
+                 release: Callable[[], None] | None = None) -> None:
         """Append entries to the ``done`` group (a DoneBlock, or a callable that builds
-        one when written); written at the next flush."""
-        self.done.append(block)
+        one when written); written at the next flush, after which ``release`` is
+        called (the block's memory may then be reused), also if the write failed."""
+        self.done.append((block, release))
 
     def add_error(self, task: int, attempt: int, rank: int, host: str, etype: str,
                   message: str, tb: str) -> None:
@@ -462,7 +487,12 @@ class TraceWriter:
     def _write(self, blocks: list[Any], done: list[Any], errors: list[dict[str, Any]],
                tail: bool = True) -> None:
         if done:
-            self._append_done([b() if callable(b) else b for b in done])
+            try:
+                self._append_done([b() if callable(b) else b for b, _ in done])
+            finally:
+                for _, release in done:
+                    if release is not None:
+                        release()
         if tail and not self._tail_written:
             self._write_tail()
         if blocks:
@@ -486,21 +516,26 @@ class TraceWriter:
         self.nrows = _extend(self.tasks, arr)
 
     def _append_done(self, parts: list[DoneBlock]) -> None:
-        """Append DoneBlocks to the ``done`` columns, ``batches`` after them (a file
-        cut short holds no more entries than its batch rows count, and :func:`load`
-        reads no more than every column holds)."""
-        cols = [p[0] if len(parts) == 1 else np.concatenate(p) for p in zip(*parts)]
+        """Append DoneBlocks to the ``done`` columns, then the logs, ``batches`` last
+        (a file cut short holds no more entries than its batch rows count, each with
+        its log rows, and :func:`load` reads no more than every column holds)."""
+        cols = [p[0] if len(parts) == 1 else np.concatenate(p)
+                for p in list(zip(*parts))[:6]]
+        for ds, arr in zip(self.logs, cols[4:6]):
+            if len(arr):
+                _extend(ds, arr)
         n = len(cols[0])
         if not n:
             return
         if self._direct:
-            self._chunks_out(cols[:-1])
+            self._chunks_out(cols[:3])
         else:  # pragma: no cover - h5py builds without direct chunk writes
-            for ds, arr in zip(self.done_ds, cols):
+            for ds, arr in zip(self.done_ds, cols[:3]):
                 _extend(ds, arr)
-        _extend(self.batches, cols[-1])
+        _extend(self.batches, cols[3])
         self.ndone += n
-        lo, hi = float(cols[1].min()), float(cols[2].max())
+        lo = min(p.span[0] for p in parts)
+        hi = max(p.span[1] for p in parts)
         self.span = (min(self.span[0], lo), max(self.span[1], hi))
 
     def _chunks_out(self, cols: list[np.ndarray]) -> None:
@@ -534,10 +569,12 @@ class TraceWriter:
         """Write the entries past the last whole chunk (one chunk, padded)."""
         c, n = self._chunk, len(self._tails[0])
         if n:
-            for ds, t in zip(self.done_ds, self._tails):
+            if self._pad is None:  # kept: fresh memory costs a page fault per 4 KiB
+                self._pad = [np.empty(c, dtype=ds.dtype) for ds in self.done_ds]
+            for ds, t, buf in zip(self.done_ds, self._tails, self._pad):
                 ds.resize((self._full * c + n,))
-                buf = np.full(c, ds.fillvalue, dtype=ds.dtype)
                 buf[:n] = t
+                buf[n:] = ds.fillvalue
                 ds.id.write_direct_chunk((self._full * c,), buf)
         self._tail_written = True
 
@@ -754,7 +791,8 @@ def load(path: str, run: int = -1) -> Trace:
             sets = _rows(g["sets"][:])
             workers = _rows(g["workers"][:]) if "workers" in g else []
             if "done" in g:
-                stored = _merge_done(stored, g["done"], sets, workers)
+                stored = _merge_done(stored, g["done"], sets, workers,
+                                     float(attrs.get("start_time") or 0.0))
             tasks = _with_derived(stored, sets, workers)
             se = g["set_edges"][:] if "set_edges" in g else np.zeros((0, 3), "<i8")
             te = g["task_edges"][:] if "task_edges" in g else np.zeros((0, 2), "<i8")
@@ -773,14 +811,40 @@ def _done_count(done: Any) -> tuple[np.ndarray, np.ndarray]:
     -1: the columns grew, their chunk did not reach the file)."""
     b = done["batches"][:]
     n = int(b["n"].sum(dtype=np.int64))
-    n = min([n] + [done[k].shape[0] for k, _, _ in DONE_FIELDS])
+    names = DONE_FIELDS_3 if "started" in done else [k for k, _, _ in DONE_FIELDS]
+    n = min([n] + [done[k].shape[0] for k in names])
     task = done["task"][:n]
     hole = np.flatnonzero(task < 0)
     return b, task[:hole[0]] if len(hole) else task
 
 
+def _log_times(log: np.ndarray, task: np.ndarray) -> np.ndarray:
+    """Per task in ``task``, the time of the last LOG_DTYPE row that holds it (NaN if
+    none)."""
+    out = np.full(len(task), np.nan)
+    if not len(log) or not len(task):
+        return out
+    first, end = log["first"].astype(np.int64), log["end"].astype(np.int64)
+    lengths = np.maximum(end - first, 0)
+    size = int(max(end.max(), task.max() + 1, 1))
+    ids = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths - first,
+                                                    lengths)
+    at = np.full(size, np.nan)
+    at[ids] = np.repeat(log["time"], lengths)
+    again = np.bincount(ids, minlength=size)[ids] > 1
+    if again.any():
+        # a task sent (made ready) again: its last row counts. numpy does not promise
+        # the order of an assignment with repeated indices, so the rows holding such
+        # a task are applied once more, in order
+        for r in np.unique(np.repeat(np.arange(len(log)), lengths)[again]).tolist():
+            at[first[r]:end[r]] = log["time"][r]
+    ok = (task >= 0) & (task < size)
+    out[ok] = at[task[ok]]
+    return out
+
+
 def _merge_done(stored: np.ndarray, done: Any, sets: list[dict[str, Any]],
-                workers: list[dict[str, Any]]) -> np.ndarray:
+                workers: list[dict[str, Any]], start_time: float = 0.0) -> np.ndarray:
     """The ``tasks`` rows and the ``done`` group's entries as rows (ROW_DTYPE), in
     the order rank 0 received them."""
     b, task = _done_count(done)
@@ -789,11 +853,14 @@ def _merge_done(stored: np.ndarray, done: Any, sets: list[dict[str, Any]],
         return stored
     out = np.zeros(n, dtype=ROW_DTYPE)
     out["task"] = task
-    for k, _, _ in DONE_FIELDS[1:]:
-        out[k] = done[k][:n]
     counts = b["n"].astype(np.int64)
     out["received"] = np.repeat(b["received"], counts)[:n]
     out["worker"] = rank = np.repeat(b["worker"], counts)[:n]
+    if "started" in done:  # format 3: the times as stored
+        for k in DONE_FIELDS_3[1:]:
+            out[k] = done[k][:n]
+    else:
+        _derive_times(out, done, n, np.repeat(b["offset"], counts)[:n], start_time)
     out["status"] = DONE
     out["nworkers"] = 1
     # set, index, cores and GPUs from the sets table
@@ -819,6 +886,20 @@ def _merge_done(stored: np.ndarray, done: Any, sets: list[dict[str, Any]],
         out = np.concatenate([stored, out])
         out = out[np.argsort(out["received"], kind="stable")]
     return out
+
+
+def _derive_times(out: np.ndarray, done: Any, n: int, off: np.ndarray,
+                  start_time: float) -> None:
+    """Format 4: the times of ``done`` entries as the per-row path records them."""
+    d = _log_times(done["dispatches"][:], out["task"])
+    s = done["start"][:n] - off - start_time
+    # dispatched <= started <= ended <= received (rank 0's clock bounds the worker's)
+    s = np.fmax(s, d)
+    e = np.minimum(s + done["duration"][:n], out["received"])
+    out["started"] = np.minimum(s, e)
+    out["ended"] = e
+    out["dispatched"] = d
+    out["ready"] = _log_times(done["readies"][:], out["task"])
 
 
 def _with_derived(stored: np.ndarray, sets: list[dict[str, Any]],

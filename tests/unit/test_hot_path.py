@@ -527,10 +527,11 @@ def test_a_set_the_remaining_workers_cannot_hold_is_given_up(tmp_path) -> None:
 
 
 def test_done_entries_are_columns_that_load_as_whole_rows(tmp_path) -> None:
-    """Format 3: successful first attempts of single-worker tasks go to the ``done``
-    group as columns; loaded, they have every field of a whole row (set, index, cores,
-    GPUs, node, worker, created, received; times corrected by the worker's clock
-    offset), in receipt order. A failure and its retried success keep whole rows."""
+    """Format 4: successful first attempts of single-worker tasks go to the ``done``
+    group as the columns they arrived in; loaded, they have every field of a whole
+    row (set, index, cores, GPUs, node, worker, created, received; times corrected by
+    the worker's clock offset), in receipt order. A failure and its retried success
+    keep whole rows."""
     import h5py
 
     from mpiwf.config import Config
@@ -571,7 +572,7 @@ def test_done_entries_are_columns_that_load_as_whole_rows(tmp_path) -> None:
     tw.close()
     with h5py.File(path, "r") as f:
         g = f["runs/0"]
-        assert g.attrs["format_version"] == 3
+        assert g.attrs["format_version"] == 4
         assert sorted(g["done/task"][:].tolist()) == sorted([ok] + mine[1] + [4, 5])
         assert sorted(zip(g["tasks"]["task"].tolist(), g["tasks"]["attempt"].tolist())) == \
             sorted([(t, 0) for t in bad] + [(t, 1) for t in bad])

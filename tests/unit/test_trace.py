@@ -52,8 +52,8 @@ def test_simulated_trace_round_trip_and_metrics(tmp_path) -> None:
         datasets: list = []
         g.visititems(lambda _n, o: datasets.append(o) if isinstance(o, h5py.Dataset) else None)
         assert datasets and all(ds.dtype.kind != "O" for ds in datasets)
-        # format 3: the task rows are numbers only; name and host come from the tables
-        assert g["tasks"].dtype == ROW_DTYPE and g.attrs["format_version"] == 3
+        # format 4: the task rows are numbers only; name and host come from the tables
+        assert g["tasks"].dtype == ROW_DTYPE and g.attrs["format_version"] == 4
         assert g["done/batches"].shape == (0,)  # the simulator writes whole rows
         assert all(g["tasks"].dtype[n].kind in "if" for n in ROW_DTYPE.names)
 
@@ -109,9 +109,9 @@ def test_format_1_rows_with_stored_names_still_load(tmp_path) -> None:
     simulate(wf, uniform_workers(1, 2), trace=tw)
     tw.close()
     with h5py.File(path, "r") as f:
-        assert f.attrs["format_version"] == 3 and "name" not in f.attrs["task_fields"]
+        assert f.attrs["format_version"] == 4 and "name" not in f.attrs["task_fields"]
         assert "format_version" not in f["runs/0"].attrs
-        assert f["runs/1"].attrs["format_version"] == 3
+        assert f["runs/1"].attrs["format_version"] == 4
     assert load(path, run=0).tasks["name"].tolist() == [b"old0", b"old1", b"old2"]
     assert load(path, run=1).tasks["name"].tolist() == [b"a[0]", b"a[1]", b"b"]
     assert done_tasks(path) == {0, 1, 2}
@@ -267,13 +267,17 @@ def test_close_ends_the_thread_and_the_file_whatever_the_flush_raises(tmp_path) 
 
 def _done_block(lo: int, n: int, recv: float, worker: int = 1) -> Any:
     """A DoneBlock of tasks lo .. lo+n-1 in one message from ``worker`` received at
-    ``recv``: task i started at i, ended at i + 0.5 (ready and dispatched at i)."""
-    from mpiwf.trace import BATCH_DTYPE, DoneBlock
+    ``recv``, for a trace whose start_time is 0: task i started at i, ran 0.5 s (ready
+    and dispatched at i, one log row each)."""
+    from mpiwf.trace import BATCH_DTYPE, LOG_DTYPE, DoneBlock
 
     b = np.zeros(1, dtype=BATCH_DTYPE)
-    b[0] = (n, recv, worker)
+    b[0] = (n, recv, worker, 0.0)
     t = np.arange(lo, lo + n, dtype=np.float64)
-    return DoneBlock(np.arange(lo, lo + n), t, t + 0.5, t, t, b)
+    log = np.zeros(n, dtype=LOG_DTYPE)
+    log["first"], log["end"], log["time"] = t, t + 1, t
+    span = (float(lo), lo + n - 0.5) if n else (float("inf"), float("-inf"))
+    return DoneBlock(np.arange(lo, lo + n), t, np.full(n, 0.5), b, log, log.copy(), span)
 
 
 def test_a_done_group_cut_short_loads_what_every_column_holds(tmp_path) -> None:
@@ -284,7 +288,7 @@ def test_a_done_group_cut_short_loads_what_every_column_holds(tmp_path) -> None:
     wf = Workflow("cut")
     wf.add_set("a", 10, "noop")
     path = str(tmp_path / "cut.h5")
-    tw = TraceWriter(path, wf, uniform_workers(1, 2))
+    tw = TraceWriter(path, wf, uniform_workers(1, 2), start_time=0.0)
     tw.add_done(_done_block(0, 4, 8.0, worker=2))
     tw.add_done(lambda: _done_block(4, 3, 9.0, worker=2))
     tw.close()
@@ -299,7 +303,7 @@ def test_a_done_group_cut_short_loads_what_every_column_holds(tmp_path) -> None:
             g[name].resize((10,))
     assert len(load(path).tasks) == 7 and done_tasks(path) == set(range(7))
     with h5py.File(path, "a") as f:  # a column cut short
-        f["runs/0/done/ended"].resize((5,))
+        f["runs/0/done/duration"].resize((5,))
     assert sorted(load(path).tasks["task"].tolist()) == [0, 1, 2, 3, 4]
     assert done_tasks(path) == set(range(5))
 
@@ -310,13 +314,13 @@ def test_done_columns_go_out_in_whole_chunks_and_tails_at_time_flushes(tmp_path)
     wf = Workflow("chunks")
     wf.add_set("a", 1000, "noop")  # chunks of 1024 entries
     path = str(tmp_path / "ch.h5")
-    tw = TraceWriter(path, wf, uniform_workers(1, 2))
+    tw = TraceWriter(path, wf, uniform_workers(1, 2), start_time=0.0)
     assert tw._chunk == 1024 and tw._direct
     nxt = 0
 
     def add(n: int) -> None:
         nonlocal nxt
-        tw.add_done(_done_block(nxt, n, float(nxt)))
+        tw.add_done(_done_block(nxt, n, 1e4 + nxt))
         nxt += n
 
     def on_disk() -> list[int]:
@@ -336,14 +340,16 @@ def test_done_columns_go_out_in_whole_chunks_and_tails_at_time_flushes(tmp_path)
     add(3000)
     tw.flush(tail=False)
     assert on_disk() == list(range(4096))
-    assert tw.done_ds[2][:].tolist() == [x + 0.5 for x in range(4096)]
+    assert tw.done_ds[1][:].tolist() == [float(x) for x in range(4096)]
+    assert tw.done_ds[2][:].tolist() == [0.5] * 4096
     add(5)
     tw.close()
     t = load(path).tasks
     assert t["task"].tolist() == list(range(4505))
     assert np.array_equal(t["ended"], t["started"] + 0.5)
-    assert np.array_equal(t["received"], np.repeat([0.0, 700, 1400, 1500, 4500],
-                                                   [700, 700, 100, 3000, 5]))
+    assert np.array_equal(t["received"], 1e4 + np.repeat([0.0, 700, 1400, 1500, 4500],
+                                                         [700, 700, 100, 3000, 5]))
+    assert np.array_equal(t["dispatched"], t["task"]) and np.array_equal(t["ready"], t["task"])
 
 
 def test_a_pending_tail_is_written_by_any_flush_for_time_and_never_read_as_a_hole(
@@ -358,7 +364,7 @@ def test_a_pending_tail_is_written_by_any_flush_for_time_and_never_read_as_a_hol
     wf.add_set("a", 1000, "noop")  # chunks of 1024 entries
     path = str(tmp_path / "t.h5")
 
-    tw = TraceWriter(path, wf, uniform_workers(1, 2))
+    tw = TraceWriter(path, wf, uniform_workers(1, 2), start_time=0.0)
     tw.add_done(_done_block(1, 10, 1.0))
     tw.flush(tail=False)
     assert tw.tail_pending and tw.done_ds[0].shape == (0,)
@@ -375,8 +381,72 @@ def test_a_pending_tail_is_written_by_any_flush_for_time_and_never_read_as_a_hol
             g[name].resize((3000,))
         b = g["batches"]
         b.resize((b.shape[0] + 1,))
-        b[-1] = (1489, 99.0, 1)
+        b[-1] = (1489, 99.0, 1, 0.0)
         g["task"][2048:2050] = [7000, 7001]  # a later chunk written: past the hole
     t = load(path).tasks
     assert t["task"].tolist() == list(range(1, 1511))
     assert done_tasks(path) == set(range(1, 1511))  # task 0 never ran
+
+
+def test_format_3_done_columns_still_load(tmp_path) -> None:
+    """A format 3 ``done`` group (times stored corrected, three-field batches) loads
+    as before."""
+    wf = Workflow("f3")
+    wf.add_set("a", 4, "noop")
+    path = str(tmp_path / "f3.h5")
+    tw = TraceWriter(path, wf, uniform_workers(1, 2), start_time=0.0)
+    tw.close()
+    with h5py.File(path, "a") as f:
+        g = f["runs/0"]
+        g.attrs["format_version"] = 3
+        del g["done"]
+        d = g.create_group("done")
+        d["task"] = np.array([2, 0, 1, 3])
+        d["started"] = np.array([1.0, 2.0, 3.0, 4.0])
+        d["ended"] = d["started"][:] + 0.25
+        d["ready"] = np.array([0.5, 0.5, 0.5, 0.5])
+        d["dispatched"] = np.array([0.75, 1.5, 2.5, 3.5])
+        d["batches"] = np.array([(3, 3.5, 1), (1, 4.5, 2)],
+                                dtype=[("n", "<i4"), ("received", "<f8"), ("worker", "<i4")])
+    t = load(path).tasks
+    assert t["task"].tolist() == [2, 0, 1, 3]
+    assert t["started"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert t["ended"].tolist() == [1.25, 2.25, 3.25, 4.25]
+    assert t["dispatched"].tolist() == [0.75, 1.5, 2.5, 3.5]
+    assert t["received"].tolist() == [3.5, 3.5, 3.5, 4.5] and t["worker"].tolist() == [1, 1, 1, 2]
+
+
+def test_log_rows_give_each_task_its_last_time() -> None:
+    """A task in several log rows (sent again after its worker was lost) takes the
+    last row's time; a task in none gets NaN."""
+    from mpiwf.trace import LOG_DTYPE, _log_times
+
+    log = np.array([(0, 5, 1.0), (5, 8, 2.0), (2, 3, 3.0), (10, 12, 4.0), (3, 5, 5.0),
+                    (9, 9, 6.0)], dtype=LOG_DTYPE)
+    got = _log_times(log, np.array([0, 2, 3, 4, 6, 9, 11, 20]))
+    assert np.array_equal(got, [1.0, 3.0, 5.0, 5.0, 2.0, np.nan, 4.0, np.nan], equal_nan=True)
+
+
+def test_format_4_times_follow_the_clock_offsets_and_clamps(tmp_path) -> None:
+    """Format 4 stores what the worker reported; load() corrects the start by the
+    message's clock offset and the trace's start time, then keeps dispatched <=
+    started <= ended <= received."""
+    from mpiwf.trace import BATCH_DTYPE, LOG_DTYPE, DoneBlock
+
+    wf = Workflow("f4")
+    wf.add_set("a", 3, "noop")
+    path = str(tmp_path / "f4.h5")
+    tw = TraceWriter(path, wf, uniform_workers(1, 2), start_time=100.0)
+    b = np.array([(2, 5.0, 1, 0.5), (1, 6.0, 2, 0.0)], dtype=BATCH_DTYPE)
+    log = np.array([(0, 3, 1.0)], dtype=LOG_DTYPE)
+    # task 0: worker 1's clock 0.5 s ahead: started 102.5 - 0.5 - 100 = 2
+    # task 1: started before it was sent (1.0): clamped to 1.0, and it ends at receipt
+    # task 2: ran past its receipt on a skewed clock: ended clamped to received
+    tw.add_done(DoneBlock(np.array([0, 1, 2]), np.array([102.5, 100.5, 105.9]),
+                          np.array([0.25, 9.0, 0.5]), b, log,
+                          np.array([(0, 3, 0.5)], dtype=LOG_DTYPE), (1.0, 6.0)))
+    tw.close()
+    t = load(path).tasks
+    assert np.allclose(t["started"], [2.0, 1.0, 5.9], rtol=0, atol=1e-9)
+    assert t["ended"].tolist() == [2.25, 5.0, 6.0]
+    assert t["dispatched"].tolist() == [1.0] * 3 and t["ready"].tolist() == [0.5] * 3
