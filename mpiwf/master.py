@@ -120,13 +120,15 @@ class _Grow:
 
 
 def _build_done(tid_a: Any, start_a: Any, dur_a: Any, meta_a: Any, logs: tuple[Any, Any],
-                dispatched: np.ndarray, rank_arr: np.ndarray, t0: float) -> DoneBlock:
+                dispatched: np.ndarray, rank_arr: np.ndarray, t0: float,
+                trace_t0: float) -> DoneBlock:
     """The ``done`` entries (a DoneBlock) of buffered successful first attempts: the
     task, start and duration columns as they arrived (written as they are), the
     ``batches`` rows of the four numbers kept per results message (entries,
     received, worker index, its clock offset), the dispatch and ready logs (flat
     ``array('d')`` triples: first task, end, time; ready times on the epoch clock)
-    and the entries' span. Only per-message and per-run work: nothing per task."""
+    and the entries' span. Only per-message and per-run work: nothing per task.
+    ``trace_t0``: the trace's ``start_time``."""
     tid = np.frombuffer(tid_a, dtype=np.int64)
     start = np.frombuffer(start_a, dtype=np.float64)
     dur = np.frombuffer(dur_a, dtype=np.float64)
@@ -136,7 +138,9 @@ def _build_done(tid_a: Any, start_a: Any, dur_a: Any, meta_a: Any, logs: tuple[A
     batches["n"] = counts
     batches["received"] = meta[:, 1]
     batches["worker"] = rank_arr[meta[:, 2].astype(np.int64)]
-    batches["offset"] = meta[:, 3]
+    # load() counts the start from the trace's start_time; the other times count
+    # from t0 (the same unless a driver gave the master another clock)
+    batches["offset"] = meta[:, 3] + (t0 - trace_t0)
     out = []
     for log, shift in zip(logs, (0.0, t0)):
         flat = np.frombuffer(log, dtype=np.float64).reshape(-1, 3)
@@ -154,8 +158,9 @@ def _build_done(tid_a: Any, start_a: Any, dur_a: Any, meta_a: Any, logs: tuple[A
         base = meta[:, 3] + t0
         s0 = np.fmax(start[first] - base, np.take(dispatched, tid[first]) - t0)
         e0 = np.minimum(s0 + dur[first], meta[:, 1])
-        e1 = np.minimum(start[last] - base + dur[last], meta[:, 1])
-        span = (float(np.minimum(s0, e0).min()), float(e1.max()))
+        s1 = np.fmax(start[last] - base, np.take(dispatched, tid[last]) - t0)
+        e1 = np.minimum(s1 + dur[last], meta[:, 1])
+        span = (float(np.minimum(s0, e0).min()), float(max(e0.max(), e1.max())))
     return DoneBlock(tid, start, dur, batches, out[0], out[1], span)
 
 
@@ -185,8 +190,8 @@ class Master:
         self.workers = list(workers)
         self.trace = trace
         if start_time is None:  # the trace's clock, which its stored times count from
-            start_time = getattr(trace, "start_time", None) or time.time()
-        self.t0 = start_time
+            start_time = getattr(trace, "start_time", None)
+        self.t0 = time.time() if start_time is None else start_time
         self.callbacks = list(callbacks)
         self.offsets = list(clock_offsets or [0.0] * len(self.workers))
         self.sched = Scheduler(workflow, self.workers, window=config.window,
@@ -653,6 +658,11 @@ class Master:
         if m >= ROWS_PER_FLUSH and self.trace is not None:
             self._size_flush()
 
+    def _trace_t0(self) -> float:
+        """The trace's ``start_time`` (the master's t0 when the trace has none)."""
+        t = getattr(self.trace, "start_time", None)
+        return self.t0 if t is None else float(t)
+
     def _room(self, k: int) -> None:
         """Make room for ``k`` more buffered entries (and their message's four numbers):
         a flush hands full buffers over; a batch larger than the buffers gets larger
@@ -702,7 +712,8 @@ class Master:
                 self._dlog, self.sched.ready_log = array("d"), array("d")
                 self.trace.add_done(_build_done(self._b_tid[:0], self._b_start[:0],
                                                 self._b_dur[:0], self._b_meta[:0], logs,
-                                                self.dispatched.a, self._rank_arr, self.t0))
+                                                self.dispatched.a, self._rank_arr, self.t0,
+                                                self._trace_t0()))
             return
         meta = self._b_meta[:j]
         chunk = getattr(self.trace, "done_chunk", 0) if self._aligned else 0
@@ -726,7 +737,7 @@ class Master:
         logs = (self._dlog, self.sched.ready_log)
         self._dlog, self.sched.ready_log = array("d"), array("d")
         # the array as it is now (a later growth allocates a new one)
-        disp, rank_arr, t0 = self.dispatched.a, self._rank_arr, self.t0
+        disp, rank_arr, t0, tt0 = self.dispatched.a, self._rank_arr, self.t0, self._trace_t0()
         self._b_n = self._b_j = 0
         if getattr(self.trace, "background", False):
             # the writer thread writes these buffers as they are and hands them back
@@ -737,10 +748,10 @@ class Master:
                 self._use_buffers(free.get_nowait())
             except queue.Empty:
                 self._new_batch_buffers()
-            self.trace.add_done(lambda: _build_done(*cols, logs, disp, rank_arr, t0),
+            self.trace.add_done(lambda: _build_done(*cols, logs, disp, rank_arr, t0, tt0),
                                 lambda: free.put(held))
             return
-        self.trace.add_done(_build_done(*cols, logs, disp, rank_arr, t0))
+        self.trace.add_done(_build_done(*cols, logs, disp, rank_arr, t0, tt0))
 
     def _new_batch_buffers(self, least: int = 0) -> None:
         """Buffers for ROWS_PER_FLUSH buffered tasks (or ``least``): one array holding

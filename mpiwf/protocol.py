@@ -107,8 +107,8 @@ def pack_plain(results: Sequence[Result]) -> bytes | None:
     """The RESULTS_RAW bytes of a list of Result tuples (at least one), or ``None``
     when one of them is not plain (a retry, a failure, a value, an error)."""
     tid, att, status, started, dur, values, errors = zip(*results)
-    n = len(tid)
-    if any(att) or any(status) or values.count(None) != n or errors.count(None) != n:
+    if any(att) or any(status) or any(v is not None for v in values) or \
+            any(e is not None for e in errors):  # by identity: a value may be an array
         return None
     return b"".join((array("q", tid), array("d", started), array("d", dur)))
 

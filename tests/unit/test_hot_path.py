@@ -766,6 +766,7 @@ def test_plain_results_travel_raw_and_the_rest_pickled() -> None:
     for bad in ((7, 1, STATUS_OK, now, 0.0, None, None),  # a retry
                 (7, 0, STATUS_CANCELLED, now, 0.0, None, None),
                 (7, 0, STATUS_OK, now, 0.0, 3, None),  # a value
+                (7, 0, STATUS_OK, now, 0.0, np.arange(3), None),  # == None is an array
                 (7, 0, STATUS_OK, now, 0.0, None, ("E", "m", "", 1, "h"))):
         assert pack_plain(plain + [bad]) is None
     with pytest.raises(ValueError, match="whole"):
@@ -866,3 +867,54 @@ def test_a_flush_for_size_hands_over_whole_chunks_and_keeps_the_rest(tmp_path,
     for i, k in zip(first.tolist(), count.tolist()):
         ids = t["task"][i:i + k]
         assert ids[-1] - ids[0] == k - 1, ids
+
+
+@pytest.mark.timeout(60)
+def test_array_return_values_reach_their_children(tmp_path) -> None:
+    """A task returning a NumPy array is not a plain result: its value travels (a
+    check by equality with None would raise on the array and end the worker)."""
+    from mpiwf.kernels import register
+
+    register("_test_arange", lambda n: np.arange(n))
+    register("_test_total", lambda inputs: float(sum(a.sum() for a in inputs)))
+    wf = Workflow("arrays")
+    wf.add_set("make", 6, "_test_arange", (4,))
+    wf.add_set("sum", 1, "_test_total", after=["make"], inputs=True)
+    path = str(tmp_path / "a.h5")
+    tw = TraceWriter(path, wf, uniform_workers(1, 2))
+    got: dict = {}
+    s, _m = run_threads(wf, nworkers=2, trace=tw, shutdown_timeout=5.0,
+                        callbacks=[lambda ev: got.__setitem__(ev.task, ev.value)])
+    tw.close()
+    assert s.ok and got[6] == 6 * 6.0
+    assert all(np.array_equal(got[t], np.arange(4)) for t in range(6))
+    assert sorted(load(path).tasks["task"].tolist()) == list(range(7))
+
+
+def test_a_master_clock_other_than_the_traces_keeps_the_times_consistent(tmp_path) -> None:
+    """Every stored time counts from the master's t0, also the worker starts that
+    load() corrects by the trace's start_time (the difference goes into the offset)."""
+    from mpiwf.config import Config
+    from mpiwf.protocol import pack_results
+
+    wf = Workflow("clock")
+    wf.add_set("a", 4, "noop", duration=0.0)
+    workers = uniform_workers(1, 1)
+    path = str(tmp_path / "k.h5")
+    tw = TraceWriter(path, wf, workers)
+    m = Master(wf, Config(progress_interval=0), _Ep(), workers, tw,  # type: ignore[arg-type]
+               start_time=tw.start_time - 5.0)
+    m.sched.now = time.time()
+    m.sched.start()
+    m._dispatch()
+    time.sleep(0.01)
+    now = time.time()
+    m._on_results(workers[0].rank, pack_results([(t, 0, STATUS_OK, now - 0.004, 0.001, None,
+                                                  None) for t in range(4)]))
+    tw.close()
+    t = load(path).tasks
+    assert np.allclose(t["started"], now - 0.004 - m.t0, atol=1e-6)
+    assert np.allclose(t["dispatched"], m.dispatched.a[:4] - m.t0)
+    order = ["ready", "dispatched", "started", "ended", "received"]
+    for x, y in zip(order, order[1:]):
+        assert np.all(t[x] <= t[y]), (x, y)
