@@ -6,12 +6,15 @@ Launch::
 
 Runs 10^5 null tasks (``--tasks``) with the trace on and off, alternating (``--pairs``
 of each), and prints for each run rank 0's wall and CPU time and the thread CPU time
-spent in the writer's steps: creating the file (``__init__``), buffering a results
-message (``_keep_batch``; it includes the flushes it triggers), building the rows
-(``_build_done``, called by the callable ``_flush_rows`` hands over: in the flush, or
-with a writer thread in that thread), writing them (``_append_done``; ``_append`` for
-whole rows), whole flushes (``flush``) and ``close``. Wrappers add about a
-microsecond per call, so use the numbers to rank the steps, not as rates.
+spent in the writer's steps: creating the file (``__init__``), buffering a pickled
+results message (``_keep_batch``; it includes the flushes it triggers: a plain one is
+received straight into the buffers, nothing to time), handing the buffers over
+(``_flush_rows``) and building the ``done`` block (``_build_done``: per-message and
+per-run work, in the flush, or with a writer thread in that thread), writing it
+(``_append_done``; of that, the columns' whole chunks ``_chunks_out`` and appends to
+the row datasets ``_extend``, which ``_append`` uses for whole rows too), whole
+flushes (``flush``) and ``close``. Wrappers add about a microsecond per call, so use
+the numbers to rank the steps, not as rates.
 """
 
 from __future__ import annotations
@@ -55,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
         setattr(owner, name, timed)
 
-    for n in ("__init__", "flush", "close", "_append", "_append_done"):
+    for n in ("__init__", "flush", "close", "_append", "_append_done", "_chunks_out"):
         wrap(T.TraceWriter, n)
     for n in ("_keep_batch", "_flush_rows"):
         wrap(M.Master, n)
     wrap(M, "_build_done")
+    wrap(T, "_extend")
     comm = MPI.COMM_WORLD
     tmp, cfg = prepared(comm, "mpiwf-tcost-")
 
