@@ -12,7 +12,7 @@ received straight into the buffers, nothing to time), handing the buffers over
 (``_flush_rows``) and building the ``done`` block (``_build_done``: per-message and
 per-run work, in the flush, or with a writer thread in that thread), writing it
 (``_append_done``; of that, the columns' whole chunks ``_chunks_out`` and appends to
-the row datasets ``_extend``, which ``_append`` uses for whole rows too), whole
+the row datasets ``append``, which ``_append`` uses for whole rows too), whole
 flushes (``flush``) and ``close``. Wrappers add about a microsecond per call, so use
 the numbers to rank the steps, not as rates.
 """
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in ("_keep_batch", "_flush_rows"):
         wrap(M.Master, n)
     wrap(M, "_build_done")
-    wrap(T, "_extend")
+    wrap(T._Column, "append")
     comm = MPI.COMM_WORLD
     tmp, cfg = prepared(comm, "mpiwf-tcost-")
 

@@ -288,6 +288,7 @@ class TraceWriter:
             self.set_attr(k, v)
         self.tasks = self.g.create_dataset("tasks", shape=(0,), maxshape=(None,),
                                            dtype=ROW_DTYPE, chunks=(1024,))
+        self._tasks = _Column(self.tasks)
         # chunks of up to 65,536 entries (512 KiB; a small run gets small ones):
         # smaller chunks cost a flush twice as much
         chunk = int(done_chunk or min(65536, max(1024, 1 << max(int(workflow.ntasks) - 1,
@@ -303,6 +304,9 @@ class TraceWriter:
                                            dtype=BATCH_DTYPE, chunks=(max(chunk // 64, 256),))
         self.logs = [done.create_dataset(n, shape=(0,), maxshape=(None,), dtype=LOG_DTYPE,
                                          chunks=(1024,)) for n in ("dispatches", "readies")]
+        self._done_cols = [_Column(ds) for ds in self.done_ds]
+        self._batch_col = _Column(self.batches)
+        self._log_cols = [_Column(ds) for ds in self.logs]
         self.ndone = 0
         # The done columns are written a whole chunk at a time (HDF5's direct chunk
         # write: one copy, no chunk cache); the entries past the last whole chunk wait
@@ -513,7 +517,7 @@ class TraceWriter:
 
     def _append(self, arr: np.ndarray) -> None:
         """Append rows to the tasks dataset."""
-        self.nrows = _extend(self.tasks, arr)
+        self.nrows = self._tasks.append(arr)
 
     def _append_done(self, parts: list[DoneBlock]) -> None:
         """Append DoneBlocks to the ``done`` columns, then the logs, ``batches`` last
@@ -521,18 +525,18 @@ class TraceWriter:
         its log rows, and :func:`load` reads no more than every column holds)."""
         cols = [p[0] if len(parts) == 1 else np.concatenate(p)
                 for p in list(zip(*parts))[:6]]
-        for ds, arr in zip(self.logs, cols[4:6]):
+        for log, arr in zip(self._log_cols, cols[4:6]):
             if len(arr):
-                _extend(ds, arr)
+                log.append(arr)
         n = len(cols[0])
         if not n:
             return
         if self._direct:
             self._chunks_out(cols[:3])
         else:  # pragma: no cover - h5py builds without direct chunk writes
-            for ds, arr in zip(self.done_ds, cols[:3]):
-                _extend(ds, arr)
-        _extend(self.batches, cols[3])
+            for col, arr in zip(self._done_cols, cols[:3]):
+                col.append(arr)
+        self._batch_col.append(cols[3])
         self.ndone += n
         lo = min(p.span[0] for p in parts)
         hi = max(p.span[1] for p in parts)
@@ -545,11 +549,11 @@ class TraceWriter:
         full = self._full + (len(self._tails[0]) + len(cols[0])) // c
         # a chunk is written inside the extent only; the extent never shrinks (a
         # tail written earlier stays readable until its chunk is rewritten whole)
-        ext = max(self.done_ds[0].shape[0], full * c)
-        for ds in self.done_ds:
-            ds.resize((ext,))
+        ext = max(self._done_cols[0].n, full * c)
+        for dc in self._done_cols:
+            dc.grow(ext)
         for i, (ds, col) in enumerate(zip(self.done_ds, cols)):
-            col = np.ascontiguousarray(col, dtype=ds.dtype)
+            col = np.ascontiguousarray(col, dtype=self._done_cols[i].dtype)
             t, k, pos = self._tails[i], self._full, 0
             if len(t) and len(t) + len(col) >= c:
                 pos = c - len(t)
@@ -571,8 +575,8 @@ class TraceWriter:
         if n:
             if self._pad is None:  # kept: fresh memory costs a page fault per 4 KiB
                 self._pad = [np.empty(c, dtype=ds.dtype) for ds in self.done_ds]
-            for ds, t, buf in zip(self.done_ds, self._tails, self._pad):
-                ds.resize((self._full * c + n,))
+            for ds, dc, t, buf in zip(self.done_ds, self._done_cols, self._tails, self._pad):
+                dc.grow(self._full * c + n)
                 buf[:n] = t
                 buf[n:] = ds.fillvalue
                 ds.id.write_direct_chunk((self._full * c,), buf)
@@ -638,25 +642,42 @@ class TraceWriter:
             raise TraceError(f"{self.path}: trace write failed: {exc}") from exc
 
 
-def _extend(ds: Any, arr: np.ndarray) -> int:
-    """Append ``arr`` to the 1-D dataset ``ds``: one resize and one H5Dwrite of the
-    contiguous buffer (h5py's low-level call; its slicing costs a fifth more).
-    Returns the new length."""
-    n0 = ds.shape[0]
-    n = len(arr)
-    ds.resize((n0 + n,))
-    arr = np.ascontiguousarray(arr, dtype=ds.dtype)
-    try:
-        fspace = ds.id.get_space()
-        fspace.select_hyperslab((n0,), (n,))
-        # the file's own type as the memory type: the bytes are laid out alike, and
-        # HDF5 then copies them (a compound type of numpy's own is converted field
-        # by field: a third slower for the done group's batches and logs)
-        mtype = ds.id.get_type() if ds.dtype.names and not ds.dtype.hasobject else None
-        ds.id.write(_h5().h5s.create_simple((n,)), fspace, arr, mtype=mtype)
-    except (AttributeError, TypeError):  # pragma: no cover - other h5py builds
-        ds[n0:] = arr
-    return n0 + n
+class _Column:
+    """A 1-D dataset only this writer grows, its length and types kept here: h5py's
+    ``shape`` and ``resize`` ask HDF5 each time (~60 us a call in a run, where a flush
+    meets cold caches, several per flush)."""
+
+    __slots__ = ("ds", "n", "dtype", "mtype")
+
+    def __init__(self, ds: Any) -> None:
+        self.ds = ds
+        self.n = int(ds.shape[0])
+        self.dtype = ds.dtype
+        # compound rows go with the file's own type: the bytes are laid out alike and
+        # HDF5 copies them (numpy's compound type is converted field by field: a
+        # third slower); variable-length strings need the conversion
+        self.mtype = ds.id.get_type() if self.dtype.names and not self.dtype.hasobject \
+            else None
+
+    def grow(self, n: int) -> None:
+        """Extend the dataset to ``n`` entries (never shrinks it)."""
+        if n > self.n:
+            self.ds.id.set_extent((n,))
+            self.n = n
+
+    def append(self, arr: np.ndarray) -> int:
+        """Append ``arr``: one extent change and one H5Dwrite of the contiguous buffer
+        (h5py's low-level calls). Returns the new length."""
+        n0, n = self.n, len(arr)
+        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        self.grow(n0 + n)
+        try:
+            fspace = self.ds.id.get_space()
+            fspace.select_hyperslab((n0,), (n,))
+            self.ds.id.write(_h5().h5s.create_simple((n,)), fspace, arr, mtype=self.mtype)
+        except (AttributeError, TypeError):  # pragma: no cover - other h5py builds
+            self.ds[n0:] = arr
+        return self.n
 
 
 def _index_names(prefix: bytes, idx: np.ndarray) -> np.ndarray:
