@@ -11,10 +11,18 @@ import numpy as np
 import pytest
 
 from mpiwf import Workflow
-from mpiwf.comm import QueueHub
+from mpiwf.comm import Endpoint, QueueHub
 from mpiwf.local import run_threads
 from mpiwf.master import Master, TaskEvent
-from mpiwf.protocol import STATUS_CANCELLED, STATUS_OK, Tag, setdef, unpack_results
+from mpiwf.protocol import (
+    STATUS_CANCELLED,
+    STATUS_OK,
+    Tag,
+    pack_plain,
+    pack_results,
+    setdef,
+    unpack_results,
+)
 from mpiwf.resources import uniform_workers
 from mpiwf.scheduler import DONE, FAILED, Scheduler
 from mpiwf.trace import TraceWriter, load
@@ -236,7 +244,6 @@ def test_sched_scale_benchmark_runs_and_reports(capsys) -> None:
 def test_result_batches_travel_as_columns_and_round_trip() -> None:
     import pickle
 
-    from mpiwf.protocol import pack_results
 
     rows = [(5, 0, STATUS_OK, 1.5, 0.25, None, None),
             (6, 2, STATUS_OK, 2.5, 0.5, np.arange(3), None),  # a value that is an array
@@ -263,6 +270,29 @@ class _Ep:
         return None
 
 
+class _Instant(Endpoint):
+    """Workers that finish each task the moment it is sent, 50 results a message (raw
+    bytes with ``raw``, else pickled columns); task t runs for t nanoseconds."""
+
+    def __init__(self, raw: bool = False) -> None:
+        self.raw = raw
+        self.inbox: deque = deque()
+
+    def send(self, dest: int, tag: int, obj: object) -> None:
+        if tag == Tag.TASKS:
+            ids = [t if isinstance(t, int) else t[0] for t in obj[1]]  # type: ignore[index]
+            now = time.time()
+            for i in range(0, len(ids), 50):
+                batch = [(t, 0, STATUS_OK, now, t * 1e-9, None, None) for t in ids[i:i + 50]]
+                self.inbox.append((dest, Tag.RESULTS_RAW, pack_plain(batch)) if self.raw else
+                                  (dest, Tag.RESULTS, pack_results(batch)))
+        elif tag == Tag.STOP:
+            self.inbox.append((dest, Tag.BYE, {}))
+
+    def poll(self):  # type: ignore[no-untyped-def]
+        return self._deliver(self.inbox.popleft()) if self.inbox else None
+
+
 def _master(wf: Workflow, nworkers: int, path: str, **kw: object) -> tuple[Master, TraceWriter]:
     """A master over a recording transport, its first decisions already sent."""
     from mpiwf.config import Config
@@ -279,7 +309,6 @@ def _master(wf: Workflow, nworkers: int, path: str, **kw: object) -> tuple[Maste
 def test_a_mixed_batch_records_each_row_once(tmp_path) -> None:
     """Successful rows go to the trace as the batch's columns; a late copy is dropped,
     a failure gets its own row, and both kinds can share one message."""
-    from mpiwf.protocol import pack_results
 
     wf = Workflow("mixed")
     wf.add_set("a", 6, "noop", duration=0.0, retries=1)
@@ -316,7 +345,6 @@ def test_a_mixed_batch_records_each_row_once(tmp_path) -> None:
 def test_a_raising_callback_keeps_the_rows_of_tasks_already_done(tmp_path) -> None:
     """A completion callback that raises part-way through a batch: every task the
     scheduler counts done has its trace row (a resume would run it again otherwise)."""
-    from mpiwf.protocol import pack_results
 
     wf = Workflow("cb")
     wf.add_set("a", 4, "noop", duration=0.0)
@@ -340,7 +368,6 @@ def test_a_lost_gang_member_reruns_the_task_as_a_new_attempt(tmp_path) -> None:
     """A worker of a multi-rank task is lost after another member reported: the task
     runs again as attempt 1 (not charged to its retries: it has none), the old
     member's report is not counted for the new gang, and the new gang finishes it."""
-    from mpiwf.protocol import pack_results
 
     wf = Workflow("gang")
     wf.add_set("g", 1, "noop", ranks=2)  # retries=0
@@ -504,7 +531,6 @@ def test_worker_and_writer_settings_come_from_the_environment() -> None:
 def test_a_set_the_remaining_workers_cannot_hold_is_given_up(tmp_path) -> None:
     """A 3-rank task loses a member and 2 workers remain: its set is cancelled (and
     its dependents skipped) instead of stalling the run; other sets go on."""
-    from mpiwf.protocol import pack_results
 
     wf = Workflow("lost")
     wf.add_set("g", 1, "noop", ranks=3)
@@ -535,7 +561,6 @@ def test_done_entries_are_columns_that_load_as_whole_rows(tmp_path) -> None:
     import h5py
 
     from mpiwf.config import Config
-    from mpiwf.protocol import pack_results
     from mpiwf.trace import done_tasks
 
     wf = Workflow("cols")
@@ -641,7 +666,6 @@ def test_an_idle_rank_0_writes_the_done_entries_a_flush_for_size_left(tmp_path,
 
     import mpiwf.master as master_mod
     from mpiwf.config import Config
-    from mpiwf.protocol import pack_results
 
     monkeypatch.setattr(master_mod, "ROWS_PER_FLUSH", 2000)  # the last result's flush
     wf = Workflow("idle")
@@ -697,7 +721,6 @@ def test_writer_thread_builds_from_handed_over_buffers(tmp_path, monkeypatch) ->
     is recorded once with its own times, and only a few buffer sets ever exist."""
     import mpiwf.master
     from mpiwf.config import Config
-    from mpiwf.protocol import pack_results
 
     monkeypatch.setattr(mpiwf.master, "ROWS_PER_FLUSH", 256)
     n = 20000
@@ -705,31 +728,9 @@ def test_writer_thread_builds_from_handed_over_buffers(tmp_path, monkeypatch) ->
     wf.add_set("a", n, "noop", duration=0.0)
     workers = uniform_workers(1, 3)
 
-    class Instant(_Ep):
-        """Workers that finish each task the moment it is sent, 50 results a message;
-        task t runs for t nanoseconds."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.inbox: deque = deque()
-
-        def send(self, dest: int, tag: int, obj: object) -> None:
-            if tag == Tag.TASKS:
-                ids = [t if isinstance(t, int) else t[0] for t in obj[1]]  # type: ignore[index]
-                now = time.time()
-                for i in range(0, len(ids), 50):
-                    part = ids[i:i + 50]
-                    self.inbox.append((dest, Tag.RESULTS, pack_results(
-                        [(t, 0, STATUS_OK, now, t * 1e-9, None, None) for t in part])))
-            elif tag == Tag.STOP:
-                self.inbox.append((dest, Tag.BYE, {}))
-
-        def poll(self):  # type: ignore[override]
-            return self.inbox.popleft() if self.inbox else None
-
     path = str(tmp_path / "swap.h5")
     tw = TraceWriter(path, wf, workers, background=True)
-    m = Master(wf, Config(progress_interval=0), Instant(), workers, tw,  # type: ignore[arg-type]
+    m = Master(wf, Config(progress_interval=0), _Instant(), workers, tw,  # type: ignore[arg-type]
                start_time=tw.start_time)
     seen = set()
     flush_rows = m._flush_rows
@@ -755,7 +756,7 @@ def test_writer_thread_builds_from_handed_over_buffers(tmp_path, monkeypatch) ->
 def test_plain_results_travel_raw_and_the_rest_pickled() -> None:
     """A batch of plain results (first attempts, succeeded, no value) is three raw
     columns; a retry, a failure or a value keeps the pickled Results form."""
-    from mpiwf.protocol import pack_plain, unpack_plain
+    from mpiwf.protocol import unpack_plain
 
     now = time.time()
     plain = [(7, 0, STATUS_OK, now, 1e-6, None, None), (9, 0, STATUS_OK, now + 1, 2e-6, None,
@@ -805,35 +806,13 @@ def test_a_flush_for_size_hands_over_whole_chunks_and_keeps_the_rest(tmp_path,
     a copy); the entries past it, part of a message, go with the next flush. Every
     task is recorded once, with its own times and its message's worker."""
     import mpiwf.master as master_mod
-    from mpiwf.comm import Endpoint
     from mpiwf.config import Config
-    from mpiwf.protocol import pack_plain
 
     monkeypatch.setattr(master_mod, "ROWS_PER_FLUSH", 4096)
     n = 20000
     wf = Workflow("aligned")
     wf.add_set("a", n, "noop", duration=1e-6)
     workers = uniform_workers(1, 3)
-
-    class Instant(Endpoint):
-        """Workers that finish each task at once, 50 results a raw message; task t
-        runs for t nanoseconds."""
-
-        def __init__(self) -> None:
-            self.inbox: deque = deque()
-
-        def send(self, dest: int, tag: int, obj: object) -> None:
-            if tag == Tag.TASKS:
-                ids = [t if isinstance(t, int) else t[0] for t in obj[1]]  # type: ignore[index]
-                now = time.time()
-                for i in range(0, len(ids), 50):
-                    self.inbox.append((dest, Tag.RESULTS_RAW, pack_plain(
-                        [(t, 0, STATUS_OK, now, t * 1e-9, None, None) for t in ids[i:i + 50]])))
-            elif tag == Tag.STOP:
-                self.inbox.append((dest, Tag.BYE, {}))
-
-        def poll(self):  # type: ignore[no-untyped-def]
-            return self._deliver(self.inbox.popleft()) if self.inbox else None
 
     path = str(tmp_path / "a.h5")
     tw = TraceWriter(path, wf, workers, done_chunk=1024, flush_interval=60.0)
@@ -845,7 +824,7 @@ def test_a_flush_for_size_hands_over_whole_chunks_and_keeps_the_rest(tmp_path,
         chunks_out(cols)
 
     tw._chunks_out = spy  # type: ignore[method-assign]
-    ep = Instant()
+    ep = _Instant(raw=True)
     m = Master(wf, Config(progress_interval=0), ep, workers, tw,  # type: ignore[arg-type]
                start_time=tw.start_time)
     s = m.run()
@@ -895,7 +874,6 @@ def test_a_master_clock_other_than_the_traces_keeps_the_times_consistent(tmp_pat
     """Every stored time counts from the master's t0, also the worker starts that
     load() corrects by the trace's start_time (the difference goes into the offset)."""
     from mpiwf.config import Config
-    from mpiwf.protocol import pack_results
 
     wf = Workflow("clock")
     wf.add_set("a", 4, "noop", duration=0.0)
