@@ -679,7 +679,7 @@ class Master:
         """A flush because the buffers are full: hand over the entries that end on a
         chunk boundary of the trace's ``done`` columns, so the trace writes whole
         chunks straight from them (a chunk begun by the last flush would be completed
-        by copying, five columns of 512 KiB per flush); the rest (usually part of
+        by copying, three columns of 512 KiB per flush); the rest (usually part of
         one message) moves to the front of the buffers and goes next time."""
         self._aligned = True
         try:
@@ -698,11 +698,13 @@ class Master:
             self._b_n, self._b_j = k, len(rest)
 
     def _flush_rows(self) -> None:
-        """Hand the buffered successful first attempts to the trace as the ``done``
-        entries they make, built when written. Without a writer thread that is within
-        this flush, so the buffers are read in place and then reused; a writer thread
-        gets copies. A done task's ready and dispatched times are final, so building
-        them later reads the same values."""
+        """Hand the buffered successful first attempts to the trace as a ``done``
+        block, with the dispatch and ready logs since the last flush (all of them:
+        every task handed over was sent and made ready before). Without a writer
+        thread the block is built and written within this flush, straight from the
+        buffers, which are then reused; a writer thread gets the whole buffer set and
+        gives it back once written. A flush for size hands over only the entries up
+        to a chunk boundary (see :meth:`_size_flush`)."""
         n, j = self._b_n, self._b_j
         if self.trace is None:
             return
@@ -902,7 +904,7 @@ class Master:
                     # flood of short tasks on an oversubscribed node, where rank 0 is
                     # idle this long several times a second while workers wait for a
                     # core: each such flush writes the done columns' last chunk padded
-                    # (2.5 MiB) and the next one completes it by a copy. One clock read.
+                    # (1.5 MiB) and the next one completes it by a copy. One clock read.
                     now = time.perf_counter()
                     if backoff.idle_for(now) >= IDLE_FLUSH and (
                             now - trace.last_flush >= IDLE_FLUSH_GAP) and (
