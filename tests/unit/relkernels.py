@@ -7,9 +7,11 @@ import signal
 import time
 
 
-def _signal_once(marker: str, sig: int, seconds: float) -> int:
-    """Send ``sig`` to this process the first time (creating ``marker``); later sleep."""
+def _signal_once(marker: str, sig: int, seconds: float, before: float = 0.0) -> int:
+    """Send ``sig`` to this process the first time (creating ``marker``), ``before``
+    seconds after the start; later sleep ``seconds``."""
     if not os.path.exists(marker):
+        time.sleep(before)
         with open(marker, "w") as fh:
             fh.write(str(os.getpid()))
         os.kill(os.getpid(), sig)
@@ -17,9 +19,10 @@ def _signal_once(marker: str, sig: int, seconds: float) -> int:
     return os.getpid()
 
 
-def die_once(marker: str, seconds: float = 0.0) -> int:
-    """SIGKILL this process the first time (creating ``marker``); later just sleep."""
-    return _signal_once(marker, signal.SIGKILL, seconds)
+def die_once(marker: str, seconds: float = 0.0, before: float = 0.0) -> int:
+    """SIGKILL this process the first time (creating ``marker``), ``before`` seconds
+    after the start; later just sleep ``seconds``."""
+    return _signal_once(marker, signal.SIGKILL, seconds, before)
 
 
 def busy_python(seconds: float) -> int:

@@ -660,13 +660,14 @@ def test_buffered_done_entries_survive_full_buffers_and_odd_columns(tmp_path) ->
 def test_an_idle_rank_0_writes_the_done_entries_a_flush_for_size_left(tmp_path,
                                                                        monkeypatch) -> None:
     """A flush for size leaves the entries past the last whole chunk in memory; once
-    rank 0 has been idle IDLE_FLUSH (a long task running), they are in the file, not
-    a flush interval later."""
+    rank 0 has been idle IDLE_FLUSH (a long task running) and IDLE_FLUSH_GAP has
+    passed since that flush, they are in the file, not a flush interval later."""
     import shutil
 
     import mpiwf.master as master_mod
     from mpiwf.config import Config
 
+    assert master_mod.IDLE_FLUSH_GAP < 0.2  # the test looks after 0.2 s of idleness
     monkeypatch.setattr(master_mod, "ROWS_PER_FLUSH", 2000)  # the last result's flush
     wf = Workflow("idle")
     wf.add_set("a", 2000, "noop")

@@ -44,11 +44,15 @@ def _write(path: str, text: str) -> str:
 
 
 def test_kill_9_worker_trace_keeps_finished_and_resume_completes(tmp_path) -> None:
+    # d's worker dies 0.1 s into it, so rank 0 has been idle long enough to write the
+    # results it holds (killed at once, it could die first: "at most IDLE_FLUSH of
+    # results"); d's re-run on another worker sleeps 2 s, longer than MPICH lets the
+    # survivors live (a second at most), so it never finishes in this run
     marker = tmp_path / "died"
     spec = _write(str(tmp_path / "k.yaml"), f"""
 sets:
   - {{name: a, n: 30, kernel: sleep, args: [0.03]}}
-  - {{name: d, kernel: "relkernels:die_once", args: ["{marker}", 0.01], after: [a]}}
+  - {{name: d, kernel: "relkernels:die_once", args: ["{marker}", 2.0, 0.1], after: [a]}}
   - {{name: c, n: 8, kernel: sleep, args: [0.02], after: [d]}}
 """)
     trace = str(tmp_path / "t.h5")
