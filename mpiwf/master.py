@@ -35,9 +35,10 @@ STATUS_TIMEDOUT = 8  # trace status of an attempt that ran past its timeout
 STATUS_LOST = 9  # trace status of an attempt whose worker rank died
 #: Seconds rank 0 must have been idle before it writes pending trace rows at once.
 IDLE_FLUSH = 0.002
-#: ...unless it flushed for size (65,536 results buffered: a flood of tiny tasks) less
-#: than this long ago.
+#: ...unless IDLE_FLUSH_MANY results or more wait and the last flush is younger than
+#: IDLE_FLUSH_GAP seconds: a flood of tiny tasks.
 IDLE_FLUSH_GAP = 0.1
+IDLE_FLUSH_MANY = 4096
 
 
 def _alive(pid: int) -> bool:
@@ -233,7 +234,6 @@ class Master:
         #: entries kept for the next one
         self._handed = 0
         self._aligned = False
-        self._size_flushed = 0.0  # perf_counter of the last flush for size
         self._left: tuple[Any, int, int, np.ndarray] | None = None
         self._new_batch_buffers()
         self._rank_arr = np.asarray(self.rank_of, dtype=np.int32)
@@ -684,7 +684,6 @@ class Master:
         by copying, three columns of 512 KiB per flush); the rest (usually part of
         one message) moves to the front of the buffers and goes next time."""
         self._aligned = True
-        self._size_flushed = time.perf_counter()
         try:
             self.trace.flush(wait=False, tail=False)
             left, self._left = self._left, None
@@ -903,15 +902,17 @@ class Master:
                 if trace is not None:
                     # Idle: write finished rows now, so a job killed from outside (a dead
                     # rank takes the whole MPICH job down) loses at most ~IDLE_FLUSH of
-                    # results. Not during a flood of tiny tasks (a flush for size less
-                    # than IDLE_FLUSH_GAP ago): on an oversubscribed node rank 0 is
-                    # idle this long several times a second while its workers wait for
-                    # a core, and each such flush writes the done columns' last chunk
-                    # padded (1.5 MiB) for the next one to complete by a copy; a flood
-                    # flushes every 65,536 results anyway. One clock read.
+                    # results. Not during a flood of tiny tasks (IDLE_FLUSH_MANY results
+                    # since a flush younger than IDLE_FLUSH_GAP): on an oversubscribed
+                    # node rank 0 is idle this long several times a second while its
+                    # workers wait for a core, and each such flush writes the done
+                    # columns' last chunk padded (1.5 MiB) for the next one to complete
+                    # by a copy; a flood flushes every 65,536 results anyway, or
+                    # trace_flush seconds. One clock read.
                     now = time.perf_counter()
                     if backoff.idle_for(now) >= IDLE_FLUSH and (
-                            now - self._size_flushed >= IDLE_FLUSH_GAP) and (
+                            self._b_n < IDLE_FLUSH_MANY
+                            or now - trace.last_flush >= IDLE_FLUSH_GAP) and (
                             self._b_n or trace.rows or trace.errors or trace.tail_pending):
                         trace.flush()
                     elif now - trace.last_flush >= trace.flush_interval:

@@ -892,8 +892,57 @@ def test_a_master_clock_other_than_the_traces_keeps_the_times_consistent(tmp_pat
                                                   None) for t in range(4)]))
     tw.close()
     t = load(path).tasks
+    assert len(t) == 4
     assert np.allclose(t["started"], now - 0.004 - m.t0, atol=1e-6)
     assert np.allclose(t["dispatched"], m.dispatched.a[:4] - m.t0)
     order = ["ready", "dispatched", "started", "ended", "received"]
     for x, y in zip(order, order[1:]):
         assert np.all(t[x] <= t[y]), (x, y)
+
+
+def test_an_idle_flush_waits_while_a_flood_leaves_many_results(tmp_path) -> None:
+    """Rank 0 idle for IDLE_FLUSH with IDLE_FLUSH_MANY results or more waiting and a
+    flush younger than IDLE_FLUSH_GAP (a flood of tiny tasks on a busy node) does not
+    write them; once the last flush is older, it does (a few results go at once: the
+    test above)."""
+    import mpiwf.master as master_mod
+    from mpiwf.config import Config
+
+    many = master_mod.IDLE_FLUSH_MANY
+    wf = Workflow("flood")
+    wf.add_set("a", many + 10, "noop", duration=1e-6)
+    wf.add_set("b", 1, "sleep", (0.5,), after=["a"])
+    workers = uniform_workers(1, 1)
+    path = str(tmp_path / "f.h5")
+    tw = TraceWriter(path, wf, workers, flush_interval=60.0)
+    flushed: list[tuple[float, int]] = []
+
+    class Ep(_Instant):
+        """Finishes every task of ``a`` at once; ``b``'s result never comes."""
+
+        def send(self, dest: int, tag: int, obj: object) -> None:
+            ids = [t for t in obj[1] if t < many + 10] if tag == Tag.TASKS else []  # type: ignore
+            super().send(dest, tag, (obj[0], ids) if tag == Tag.TASKS else obj)  # type: ignore
+
+    m = Master(wf, Config(progress_interval=0), Ep(), workers, tw)  # type: ignore[arg-type]
+    flush_rows = m._flush_rows
+
+    def watch() -> None:
+        flushed.append((time.perf_counter(), m._b_n))
+        flush_rows()
+
+    tw.pre_flush = watch
+    tw.last_flush = time.perf_counter()
+    t0 = time.perf_counter()
+
+    def stop_later() -> None:
+        time.sleep(0.6)
+        m.request_stop("test over", force=True)
+
+    threading.Thread(target=stop_later, daemon=True).start()
+    m.run()
+    tw.close()
+    first = flushed[0]
+    assert first[1] >= many  # the flood's results, all waiting
+    assert first[0] - t0 >= master_mod.IDLE_FLUSH_GAP * 0.9, first[0] - t0
+    assert first[0] - t0 < 0.5  # the idle flush, not the end of the run's (0.6 s)
