@@ -8,7 +8,6 @@ queue exact, and a workflow never stalls while tasks remain."""
 
 from __future__ import annotations
 
-import math
 import random
 from collections import deque
 from typing import Any
@@ -36,7 +35,7 @@ def snap(s: Any) -> dict[str, Any]:
         heap=[list(h) for h in s.cls_heap],
         held={k: list(v) for k, v in s.held.items()},
         running=dict(s.running), att=dict(s.attempts),
-        ready_at=[None if math.isnan(x) else x for x in s.ready_at[:s.ntasks]],
+        ready_at=list(s.ready_at[:s.ntasks]),
     )
 
 
