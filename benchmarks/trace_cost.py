@@ -6,15 +6,16 @@ Launch::
 
 Runs 10^5 null tasks (``--tasks``) with the trace on and off, alternating (``--pairs``
 of each), and prints for each run rank 0's wall and CPU time and the thread CPU time
-spent in the writer's steps: creating the file (``__init__``), buffering a pickled
+spent in the writer's steps: creating the file (``__init__``) and laying out its run
+group (``start``, once the first tasks are out), buffering a pickled
 results message (``_keep_batch``; it includes the flushes it triggers: a plain one is
 received straight into the buffers, nothing to time), handing the buffers over
 (``_flush_rows``) and building the ``done`` block (``_build_done``: per-message and
 per-run work, in the flush, or with a writer thread in that thread), writing it
 (``_append_done``; of that, the columns' whole chunks ``_chunks_out`` and appends to
 the row datasets ``append``, which ``_append`` uses for whole rows too), whole
-flushes (``flush``) and ``close``. Wrappers add about a microsecond per call, so use
-the numbers to rank the steps, not as rates.
+flushes (``flush``; of that, HDF5's own ``h5flush``) and ``close``. Wrappers add
+about a microsecond per call, so use the numbers to rank the steps, not as rates.
 """
 
 from __future__ import annotations
@@ -45,21 +46,23 @@ def main(argv: list[str] | None = None) -> int:
     acc: dict[str, float] = collections.defaultdict(float)
     cnt: collections.Counter[str] = collections.Counter()
 
-    def wrap(owner: Any, name: str) -> None:
+    def wrap(owner: Any, name: str, label: str = "") -> None:
         f = getattr(owner, name)
+        key = label or name
 
         def timed(*args: Any, **kw: Any) -> Any:
             t = time.thread_time()
             try:
                 return f(*args, **kw)
             finally:
-                acc[name] += time.thread_time() - t
-                cnt[name] += 1
+                acc[key] += time.thread_time() - t
+                cnt[key] += 1
 
         setattr(owner, name, timed)
 
-    for n in ("__init__", "flush", "close", "_append", "_append_done", "_chunks_out"):
+    for n in ("__init__", "start", "flush", "close", "_append", "_append_done", "_chunks_out"):
         wrap(T.TraceWriter, n)
+    wrap(T._h5().File, "flush", "h5flush")
     for n in ("_keep_batch", "_flush_rows"):
         wrap(M.Master, n)
     wrap(M, "_build_done")

@@ -871,6 +871,12 @@ class Master:
             self._skip_recorded()
         pump = self.pump
         held = False
+        if trace is not None and not getattr(trace, "started", True):
+            # a deferred trace (TraceWriter(defer=True)): its run group is laid out
+            # once the first tasks are out, while the workers run them
+            if not self.stop_requested:
+                self._dispatch()
+            trace.start()
         while True:
             if pump is not None:
                 held = pump()
@@ -952,11 +958,15 @@ class Master:
     def _record_unrun(self) -> None:
         """Trace the ids of tasks that never ran (``skipped``: a parent failed for good;
         ``cancelled``: cancelled by a stop or a failure) as int64 datasets beside ``tasks``."""
-        g = getattr(self.trace, "g", None)
-        if g is None or not (self.sched.n_skipped or self.sched.n_cancelled):
+        trace = self.trace
+        if trace is None or not (self.sched.n_skipped or self.sched.n_cancelled):
             return
-        if self.trace is not None:
-            self.trace.sync()
+        trace.sync()
+        if getattr(trace, "g", 0) is None:  # a deferred run group not yet laid out
+            trace.start()
+        g = getattr(trace, "g", None)
+        if g is None:
+            return
         state = np.frombuffer(bytes(self.sched.state[:self.sched.ntasks]), dtype=np.uint8)
         for name, code in (("skipped", SKIPPED), ("cancelled", CANCELLED)):
             ids = np.flatnonzero(state == code).astype(np.int64)

@@ -158,7 +158,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
                                     append=bool(resume and os.path.abspath(resume)
                                                 == os.path.abspath(trace_path)),
                                     flush_interval=cfg.trace_flush, worker_extra=extra,
-                                    background=_trace_thread(cfg, infos))
+                                    background=_trace_thread(cfg, infos), defer=True)
             state = ("ok", workers)
         except MpiwfError as exc:
             state = ("error", exc)

@@ -24,9 +24,11 @@ Layout of a trace file (plain h5py reads all of it; no pickles)::
 
 All times are float64 seconds since the run's ``start_time``. Rows are appended in
 batches and the file is flushed after each, so a killed run keeps every task whose
-row was flushed (at most ``flush_interval`` seconds, or under a flood of tiny tasks
-the ROWS_PER_FLUSH = 65536 rows rank 0 buffers and the ``done`` entries past the
-last whole chunk, fewer than as many again, are at risk).
+row was flushed (at most ``flush_interval`` seconds are at risk; under a flood of
+tiny tasks, besides the ROWS_PER_FLUSH = 65536 rows rank 0 buffers and the ``done``
+entries past the last whole chunk, fewer than as many again, a flush for size writes
+whole chunks but holds their ``batches`` and log rows, which make them readable, for
+up to HOLD_FLUSHES = 4 such flushes).
 With ``background=True`` the rows are assembled and written by one writer thread
 (numpy and HDF5's writes release the GIL), so a rank 0 with a spare core keeps
 dispatching meanwhile; every other use of the file waits for the thread first. Up to
@@ -65,6 +67,10 @@ FORMAT = "mpiwf-trace"
 #: ended, ready and dispatched (format 3 stored them, five columns built per flush)
 FORMAT_VERSION = 4
 ROWS_PER_FLUSH = 65536
+#: flushes for size (a flood of results) whose ``done`` rows (``batches`` and the
+#: logs) may wait in memory for the next flush that makes them readable; that
+#: flush also calls HDF5's flush, which a flush for size alone skips
+HOLD_FLUSHES = 4
 
 #: Per-attempt task rows: (field, dtype, meaning).
 TASK_FIELDS: list[tuple[str, str, str]] = [
@@ -218,13 +224,18 @@ class TraceWriter:
         background: assemble and write rows in a writer thread (see the module doc).
         done_chunk: entries per chunk of the ``done`` columns (default: the smallest
             power of two from 1,024 to 65,536 that holds the workflow's tasks).
+        defer: only create (or open and check) the file now; lay out the run group
+            at :meth:`start`, or at the first use that needs it. The master starts it
+            once the first tasks are out, so the workers run while it is laid out
+            (several milliseconds of HDF5 calls) instead of waiting for it.
     """
 
     def __init__(self, path: str, workflow: Any, workers: Sequence[WorkerSpec],
                  attrs: dict[str, Any] | None = None, start_time: float | None = None,
                  append: bool = False, flush_interval: float = 1.0,
                  worker_extra: Sequence[dict[str, Any]] | None = None,
-                 background: bool = False, done_chunk: int | None = None) -> None:
+                 background: bool = False, done_chunk: int | None = None,
+                 defer: bool = False) -> None:
         self.path = path
         self.wf = workflow
         self.start_time = time.time() if start_time is None else start_time
@@ -268,6 +279,40 @@ class TraceWriter:
                 raise TraceError(f"{path}: cannot create trace ({exc})") from None
             self.f.attrs["format"] = FORMAT
             self.f.attrs["status_names"] = json.dumps(STATUS_NAMES)
+        self._attrs = attrs
+        self._workers = (workers, worker_extra)
+        self.g: Any = None  # the run group, once started
+        # chunks of up to 65,536 entries (512 KiB; a small run gets small ones):
+        # smaller chunks cost a flush twice as much
+        self._chunk = int(done_chunk or min(65536, max(
+            1024, 1 << max(int(workflow.ntasks) - 1, 0).bit_length())))
+        self._direct = hasattr(_h5().h5d.DatasetID, "write_direct_chunk")
+        self.ndone = 0
+        # The done columns are written a whole chunk at a time (HDF5's direct chunk
+        # write: one copy, no chunk cache); the entries past the last whole chunk wait
+        # in ``_tails`` and are written padded at every flush that is not only for
+        # size (``flush(tail=False)``): at most ``flush_interval`` s later.
+        self._full = 0  # whole chunks written
+        self._tails: list[np.ndarray] = [np.zeros(0, dtype=t) for _, t, _ in DONE_FIELDS]
+        self._tail_written = True
+        self._pad: list[np.ndarray] | None = None  # a padded last chunk, per column
+        #: (batches, dispatches, readies) of the DoneBlocks whose entries are written
+        #: but whose rows are not yet (a flush for size holds them: HOLD_FLUSHES)
+        self._held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        if not defer:
+            self.start()
+
+    @property
+    def started(self) -> bool:
+        """The run group is laid out (see ``defer``)."""
+        return self.g is not None
+
+    def start(self) -> None:
+        """Lay out the run group: attributes, the datasets, the workers and the sets
+        (once; every use of the file that needs them calls it)."""
+        if self.g is not None:
+            return
+        workflow, attrs = self.wf, self._attrs
         # the root describes the newest run (a resumed format-1 trace is raised to
         # this format; its older run groups, which lack the attribute, stay format 1)
         self.f.attrs["format_version"] = FORMAT_VERSION
@@ -289,10 +334,7 @@ class TraceWriter:
         self.tasks = self.g.create_dataset("tasks", shape=(0,), maxshape=(None,),
                                            dtype=ROW_DTYPE, chunks=(1024,))
         self._tasks = _Column(self.tasks)
-        # chunks of up to 65,536 entries (512 KiB; a small run gets small ones):
-        # smaller chunks cost a flush twice as much
-        chunk = int(done_chunk or min(65536, max(1024, 1 << max(int(workflow.ntasks) - 1,
-                                                                 0).bit_length())))
+        chunk = self._chunk
         done = self.g.create_group("done")
         # task -1 marks an entry never written (a run killed between growing the
         # columns and writing their chunk): load() stops there
@@ -307,17 +349,6 @@ class TraceWriter:
         self._done_cols = [_Column(ds) for ds in self.done_ds]
         self._batch_col = _Column(self.batches)
         self._log_cols = [_Column(ds) for ds in self.logs]
-        self.ndone = 0
-        # The done columns are written a whole chunk at a time (HDF5's direct chunk
-        # write: one copy, no chunk cache); the entries past the last whole chunk wait
-        # in ``_tails`` and are written padded at every flush that is not only for
-        # size (``flush(tail=False)``): at most ``flush_interval`` s later.
-        self._chunk = chunk
-        self._full = 0  # whole chunks written
-        self._tails: list[np.ndarray] = [np.zeros(0, dtype=t) for _, t, _ in DONE_FIELDS]
-        self._tail_written = True
-        self._pad: list[np.ndarray] | None = None  # a padded last chunk, per column
-        self._direct = all(hasattr(ds.id, "write_direct_chunk") for ds in self.done_ds)
         self.g.create_dataset("sets", shape=(0,), maxshape=(None,), dtype=_dtype(SET_FIELDS),
                               chunks=(256,))
         self.g.create_dataset("set_edges", shape=(0, 3), maxshape=(None, 3), dtype="<i8",
@@ -326,10 +357,10 @@ class TraceWriter:
                               chunks=(1024, 2))
         self.g.create_dataset("errors", shape=(0,), maxshape=(None,), dtype=_dtype(ERROR_FIELDS),
                               chunks=(64,))
-        self.write_workers(workers, worker_extra)
+        self.write_workers(*self._workers)
         self.sets_added()
         self.f.flush()
-        if background:
+        if self.background:
             # a few flushes may queue up; more and the producer waits (bounded memory)
             self._jobs = queue.Queue(maxsize=4)
             self._thread = threading.Thread(target=self._serve, name="mpiwf-trace",
@@ -365,6 +396,8 @@ class TraceWriter:
     def set_attr(self, key: str, value: Any) -> None:
         """Set a run attribute (non-scalars are stored as JSON text)."""
         self.sync()
+        if self.g is None:
+            self.start()
         if isinstance(value, (bool, int, float, str, np.integer, np.floating)):
             self.g.attrs[key] = value
         else:
@@ -374,6 +407,8 @@ class TraceWriter:
                       extra: Sequence[dict[str, Any]] | None = None) -> None:
         """(Re)write the worker table."""
         self.sync()
+        if self.g is None:
+            self.start()
         rows = []
         for i, w in enumerate(workers):
             d = w.as_dict()
@@ -388,6 +423,8 @@ class TraceWriter:
         """Write the sets and edges added to the workflow since the last call;
         ``created``: when they were added to the run (seconds since ``start_time``)."""
         self.sync()
+        if self.g is None:
+            self.start()
         wf = self.wf
         desc = wf.describe()
         new = desc[self._nsets_written:]
@@ -459,6 +496,8 @@ class TraceWriter:
         the last whole chunk for the next flush.
         """
         self.last_flush = time.perf_counter()
+        if self.g is None:
+            self.start()
         if self.pre_flush is not None:
             self.pre_flush()
         blocks = self.blocks
@@ -485,8 +524,9 @@ class TraceWriter:
 
     @property
     def tail_pending(self) -> bool:
-        """``done`` entries past the last whole chunk wait for a flush with ``tail``."""
-        return not self._tail_written
+        """``done`` entries wait for a flush with ``tail`` to be readable: those past
+        the last whole chunk, or the rows of those written (see :meth:`_append_done`)."""
+        return not self._tail_written or bool(self._held)
 
     def _write(self, blocks: list[Any], done: list[Any], errors: list[dict[str, Any]],
                tail: bool = True) -> None:
@@ -497,6 +537,12 @@ class TraceWriter:
                 for _, release in done:
                     if release is not None:
                         release()
+        if not (tail or blocks or errors or len(self._held) >= HOLD_FLUSHES):
+            # a flush for size in a flood: the done columns' whole chunks went out,
+            # their rows wait (see _append_done); nothing made durable, no H5Fflush
+            return
+        if self._held:
+            self._write_held()
         if tail and not self._tail_written:
             self._write_tail()
         if blocks:
@@ -520,27 +566,37 @@ class TraceWriter:
         self.nrows = self._tasks.append(arr)
 
     def _append_done(self, parts: list[DoneBlock]) -> None:
-        """Append DoneBlocks to the ``done`` columns, then the logs, ``batches`` last
-        (a file cut short holds no more entries than its batch rows count, each with
-        its log rows, and :func:`load` reads no more than every column holds)."""
+        """Append DoneBlocks to the ``done`` columns; their log and ``batches`` rows
+        are held (:meth:`_write_held` writes them at the next flush that is not only
+        for size, or once HOLD_FLUSHES blocks wait): a file cut short holds no more
+        entries than its batch rows count, each with its log rows, and :func:`load`
+        reads no more than every column holds."""
+        for p in parts:
+            self._held.append((p.batches, p.dispatches, p.readies))
         cols = [p[0] if len(parts) == 1 else np.concatenate(p)
-                for p in list(zip(*parts))[:6]]
-        for log, arr in zip(self._log_cols, cols[4:6]):
-            if len(arr):
-                log.append(arr)
+                for p in list(zip(*parts))[:3]]
         n = len(cols[0])
-        if not n:
-            return
-        if self._direct:
-            self._chunks_out(cols[:3])
-        else:  # pragma: no cover - h5py builds without direct chunk writes
-            for col, arr in zip(self._done_cols, cols[:3]):
-                col.append(arr)
-        self._batch_col.append(cols[3])
+        if n:
+            if self._direct:
+                self._chunks_out(cols)
+            else:  # pragma: no cover - h5py builds without direct chunk writes
+                for col, arr in zip(self._done_cols, cols):
+                    col.append(arr)
         self.ndone += n
         lo = min(p.span[0] for p in parts)
         hi = max(p.span[1] for p in parts)
         self.span = (min(self.span[0], lo), max(self.span[1], hi))
+
+    def _write_held(self) -> None:
+        """Append the held log rows, then the ``batches`` rows (last: see
+        :meth:`_append_done`)."""
+        held, self._held = self._held, []
+        cols = [p[0] if len(held) == 1 else np.concatenate(p) for p in zip(*held)]
+        for log, arr in zip(self._log_cols, cols[1:]):
+            if len(arr):
+                log.append(arr)
+        if len(cols[0]):
+            self._batch_col.append(cols[0])
 
     def _chunks_out(self, cols: list[np.ndarray]) -> None:
         """Write every whole chunk the tails and ``cols`` make; keep the rest as the
@@ -789,9 +845,12 @@ def _check_open(path: str) -> Any:
         f = _open(path, "r")
     except OSError:
         raise TraceError(f"{path}: not an HDF5 file (or damaged)") from None
-    if f.attrs.get("format") != FORMAT or "runs" not in f or not len(f["runs"]):
+    if f.attrs.get("format") != FORMAT:
         f.close()
         raise TraceError(f"{path}: not an mpiwf trace")
+    if "runs" not in f or not len(f["runs"]):
+        f.close()  # created by a run that ended before its first tasks went out
+        raise TraceError(f"{path}: an mpiwf trace that holds no run")
     return f
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from array import array
 from collections import deque
 
+import h5py
 import numpy as np
 import pytest
 
@@ -27,6 +29,9 @@ from mpiwf.resources import uniform_workers
 from mpiwf.scheduler import DONE, FAILED, Scheduler
 from mpiwf.trace import TraceWriter, load
 from mpiwf.worker import Executor, Worker
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def _sched(wf: Workflow, nworkers: int = 3, **kw: object) -> Scheduler:
@@ -558,8 +563,6 @@ def test_done_entries_are_columns_that_load_as_whole_rows(tmp_path) -> None:
     row (set, index, cores, GPUs, node, worker, created, received; times corrected by
     the worker's clock offset), in receipt order. A failure and its retried success
     keep whole rows."""
-    import h5py
-
     from mpiwf.config import Config
     from mpiwf.trace import done_tasks
 
@@ -946,3 +949,114 @@ def test_an_idle_flush_waits_while_a_flood_leaves_many_results(tmp_path) -> None
     assert first[1] >= many  # the flood's results, all waiting
     assert first[0] - t0 >= master_mod.IDLE_FLUSH_GAP * 0.9, first[0] - t0
     assert first[0] - t0 < 0.5  # the idle flush, not the end of the run's (0.6 s)
+
+
+def test_the_master_lays_out_a_deferred_trace_once_the_first_tasks_are_out(tmp_path) -> None:
+    """TraceWriter(defer=True) (what run() uses) creates the file at once, so a bad
+    path fails before the run, and the master lays out its run group after the first
+    TASKS messages are sent: the workers run them meanwhile."""
+    from mpiwf.config import Config
+
+    wf = Workflow("deferred")
+    wf.add_set("a", 5000, "noop", duration=1e-6)  # more than the first windows
+    workers = uniform_workers(1, 3)
+    path = str(tmp_path / "d.h5")
+    tw = TraceWriter(path, wf, workers, defer=True)
+    assert not tw.started
+    with h5py.File(path, "r", locking=False) as f:  # created, not laid out
+        assert f.attrs["format"] == "mpiwf-trace" and "runs" not in f
+    seen: list[bool] = []
+
+    class Ep(_Instant):
+        def send(self, dest: int, tag: int, obj: object) -> None:
+            if tag == Tag.TASKS:
+                seen.append(tw.started)
+            super().send(dest, tag, obj)
+
+    s = Master(wf, Config(progress_interval=0), Ep(raw=True), workers, tw,  # type: ignore[arg-type]
+               start_time=tw.start_time).run()
+    tw.close()
+    assert s.done == 5000
+    assert seen[:3] == [False, False, False] and seen[3:] and all(seen[3:]), seen
+    t = load(path).tasks
+    assert sorted(t["task"].tolist()) == list(range(5000))
+
+
+def test_flushes_for_size_hold_the_rows_of_their_entries(tmp_path, monkeypatch) -> None:
+    """A flush for size writes the done columns' whole chunks but holds their
+    ``batches`` and log rows (and skips HDF5's flush) until HOLD_FLUSHES of them wait
+    or a flush that is not for size comes; every task is recorded once."""
+    import mpiwf.master as master_mod
+    from mpiwf.config import Config
+    from mpiwf.trace import HOLD_FLUSHES
+
+    monkeypatch.setattr(master_mod, "ROWS_PER_FLUSH", 1024)
+    n = 20000
+    wf = Workflow("held")
+    wf.add_set("a", n, "noop", duration=1e-6)
+    workers = uniform_workers(1, 3)
+    path = str(tmp_path / "h.h5")
+    tw = TraceWriter(path, wf, workers, done_chunk=1024, flush_interval=60.0)
+    states: list[tuple[int, int]] = []
+    write = tw._write
+
+    def spy(blocks: list, done: list, errors: list, tail: bool = True) -> None:
+        write(blocks, done, errors, tail)
+        states.append((len(tw._held), tw._batch_col.n))
+
+    tw._write = spy  # type: ignore[method-assign]
+    m = Master(wf, Config(progress_interval=0), _Instant(raw=True), workers,  # type: ignore[arg-type]
+               tw, start_time=tw.start_time)
+    assert m.run().done == n
+    tw.close()
+    held = [h for h, _ in states[:-2]]  # the size flushes (the last ones end the run)
+    assert max(held) == HOLD_FLUSHES - 1 and held.count(0) >= 3, states
+    rows = [b for _, b in states]
+    assert all(b1 >= b0 for b0, b1 in zip(rows, rows[1:]))
+    assert all(b == rows[i - 1] for i, (h, b) in enumerate(states) if i and h), states
+    t = load(path).tasks
+    assert np.array_equal(np.sort(t["task"]), np.arange(n))
+
+
+def test_a_killed_rank_0_keeps_the_entries_whose_rows_were_written(tmp_path) -> None:
+    """Killed (SIGKILL) two flushes for size after the rows of the first HOLD_FLUSHES
+    were written, the trace loads with exactly those entries: the later chunks are in
+    the file, but without their rows they are not read."""
+    import subprocess
+    import sys
+
+    from mpiwf.trace import HOLD_FLUSHES
+
+    path = str(tmp_path / "k.h5")
+    helper = str(tmp_path / "kill_after.py")
+    with open(helper, "w") as fh:
+        fh.write(f"""
+import os, signal, sys
+sys.path[:0] = [{ROOT!r}, {HERE!r}]
+import mpiwf.master as master_mod
+from test_hot_path import _Instant
+from mpiwf import Workflow, uniform_workers
+from mpiwf.config import Config
+from mpiwf.master import Master
+from mpiwf.trace import TraceWriter
+master_mod.ROWS_PER_FLUSH = 1024
+wf = Workflow("k"); wf.add_set("a", 20000, "noop", duration=1e-6)
+workers = uniform_workers(1, 3)
+tw = TraceWriter({path!r}, wf, workers, done_chunk=1024, flush_interval=60.0)
+out = tw._chunks_out
+calls = []
+def spy(cols):
+    out(cols)
+    calls.append(len(cols[0]))
+    if len(calls) == {HOLD_FLUSHES} + 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+tw._chunks_out = spy
+Master(wf, Config(progress_interval=0), _Instant(raw=True), workers, tw,
+       start_time=tw.start_time).run()
+""")
+    r = subprocess.run([sys.executable, helper], timeout=120)
+    assert r.returncode == -9
+    tr = load(path)
+    assert tr.partial
+    assert sorted(tr.tasks["task"].tolist()) == sorted(set(tr.tasks["task"].tolist()))
+    assert len(tr.tasks) == HOLD_FLUSHES * 1024

@@ -450,3 +450,28 @@ def test_format_4_times_follow_the_clock_offsets_and_clamps(tmp_path) -> None:
     assert np.allclose(t["started"], [2.0, 1.0, 5.9], rtol=0, atol=1e-9)
     assert t["ended"].tolist() == [2.25, 5.0, 6.0]
     assert t["dispatched"].tolist() == [1.0] * 3 and t["ready"].tolist() == [0.5] * 3
+
+
+def test_a_deferred_writer_checks_the_path_at_once_and_lays_out_on_first_use(tmp_path) -> None:
+    """defer=True: a path that cannot be created fails at construction (before any
+    task runs); the run group appears at start() or at the first use that needs it
+    (a flush, an attribute, close)."""
+    wf = Workflow("d")
+    wf.add_set("a", 2)
+    with pytest.raises(TraceError, match="cannot create trace"):
+        TraceWriter(str(tmp_path / "no" / "such" / "dir.h5"), wf, uniform_workers(1, 1),
+                    defer=True)
+    path = str(tmp_path / "d.h5")
+    tw = TraceWriter(path, wf, uniform_workers(1, 1), {"mode": "async"}, defer=True)
+    assert not tw.started and tw.g is None
+    tw.set_attr("note", "x")  # lays it out
+    assert tw.started and tw.g.attrs["mode"] == "async" and tw.g.attrs["note"] == "x"
+    tw.close()
+    untouched = str(tmp_path / "u.h5")
+    TraceWriter(untouched, wf, uniform_workers(1, 1), defer=True).close()
+    tr = load(untouched)
+    assert len(tr.tasks) == 0 and tr.attrs["complete"] and len(tr.sets) == 1
+    cut = str(tmp_path / "c.h5")  # rank 0 gone before laying it out: one clear error
+    TraceWriter(cut, wf, uniform_workers(1, 1), defer=True).f.close()
+    with pytest.raises(TraceError, match="holds no run"):
+        load(cut)
