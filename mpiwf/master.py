@@ -962,7 +962,7 @@ class Master:
         if trace is None or not (self.sched.n_skipped or self.sched.n_cancelled):
             return
         trace.sync()
-        if getattr(trace, "g", 0) is None:  # a deferred run group not yet laid out
+        if not getattr(trace, "started", True):  # a deferred run group not yet laid out
             trace.start()
         g = getattr(trace, "g", None)
         if g is None:

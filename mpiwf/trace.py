@@ -28,7 +28,7 @@ row was flushed (at most ``flush_interval`` seconds are at risk; under a flood o
 tiny tasks, besides the ROWS_PER_FLUSH = 65536 rows rank 0 buffers and the ``done``
 entries past the last whole chunk, fewer than as many again, a flush for size writes
 whole chunks but holds their ``batches`` and log rows, which make them readable, for
-up to HOLD_FLUSHES = 4 such flushes).
+up to HOLD_FLUSHES = 4 such flushes within ``flush_interval``).
 With ``background=True`` the rows are assembled and written by one writer thread
 (numpy and HDF5's writes release the GIL), so a rank 0 with a spare core keeps
 dispatching meanwhile; every other use of the file waits for the thread first. Up to
@@ -68,8 +68,9 @@ FORMAT = "mpiwf-trace"
 FORMAT_VERSION = 4
 ROWS_PER_FLUSH = 65536
 #: flushes for size (a flood of results) whose ``done`` rows (``batches`` and the
-#: logs) may wait in memory for the next flush that makes them readable; that
-#: flush also calls HDF5's flush, which a flush for size alone skips
+#: logs) may wait in memory for the next flush that makes them readable, and for no
+#: longer than ``flush_interval`` since the last one; that flush also calls HDF5's
+#: flush, which a flush for size alone skips
 HOLD_FLUSHES = 4
 
 #: Per-attempt task rows: (field, dtype, meaning).
@@ -281,6 +282,7 @@ class TraceWriter:
             self.f.attrs["status_names"] = json.dumps(STATUS_NAMES)
         self._attrs = attrs
         self._workers = (workers, worker_extra)
+        self._nsets0 = len(workflow.sets)  # sets added later are written with their time
         self.g: Any = None  # the run group, once started
         # chunks of up to 65,536 entries (512 KiB; a small run gets small ones):
         # smaller chunks cost a flush twice as much
@@ -299,6 +301,9 @@ class TraceWriter:
         #: (batches, dispatches, readies) of the DoneBlocks whose entries are written
         #: but whose rows are not yet (a flush for size holds them: HOLD_FLUSHES)
         self._held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        #: when a flush last made everything handed over readable (held rows wait
+        #: no longer than flush_interval after it)
+        self._durable_at = time.perf_counter()
         if not defer:
             self.start()
 
@@ -358,7 +363,7 @@ class TraceWriter:
         self.g.create_dataset("errors", shape=(0,), maxshape=(None,), dtype=_dtype(ERROR_FIELDS),
                               chunks=(64,))
         self.write_workers(*self._workers)
-        self.sets_added()
+        self.sets_added(upto=self._nsets0)
         self.f.flush()
         if self.background:
             # a few flushes may queue up; more and the producer waits (bounded memory)
@@ -419,14 +424,16 @@ class TraceWriter:
             del self.g["workers"]
         self.g.create_dataset("workers", data=_table(rows, WORKER_FIELDS))
 
-    def sets_added(self, created: float = 0.0) -> None:
+    def sets_added(self, created: float = 0.0, upto: int | None = None) -> None:
         """Write the sets and edges added to the workflow since the last call;
-        ``created``: when they were added to the run (seconds since ``start_time``)."""
+        ``created``: when they were added to the run (seconds since ``start_time``);
+        ``upto``: write only the sets before this one (start() writes the workflow's
+        own, a later call those added after the writer was made, with their time)."""
         self.sync()
         if self.g is None:
             self.start()
         wf = self.wf
-        desc = wf.describe()
+        desc = wf.describe()[:upto]
         new = desc[self._nsets_written:]
         for d in new:
             d["created"] = created
@@ -537,7 +544,8 @@ class TraceWriter:
                 for _, release in done:
                     if release is not None:
                         release()
-        if not (tail or blocks or errors or len(self._held) >= HOLD_FLUSHES):
+        if not (tail or blocks or errors or len(self._held) >= HOLD_FLUSHES
+                or time.perf_counter() - self._durable_at >= self.flush_interval):
             # a flush for size in a flood: the done columns' whole chunks went out,
             # their rows wait (see _append_done); nothing made durable, no H5Fflush
             return
@@ -560,6 +568,7 @@ class TraceWriter:
             ds.resize((n0 + len(errors),))
             ds[n0:] = _table(errors, ERROR_FIELDS)
         self.f.flush()
+        self._durable_at = time.perf_counter()
 
     def _append(self, arr: np.ndarray) -> None:
         """Append rows to the tasks dataset."""
@@ -571,8 +580,6 @@ class TraceWriter:
         for size, or once HOLD_FLUSHES blocks wait): a file cut short holds no more
         entries than its batch rows count, each with its log rows, and :func:`load`
         reads no more than every column holds."""
-        for p in parts:
-            self._held.append((p.batches, p.dispatches, p.readies))
         cols = [p[0] if len(parts) == 1 else np.concatenate(p)
                 for p in list(zip(*parts))[:3]]
         n = len(cols[0])
@@ -582,6 +589,10 @@ class TraceWriter:
             else:  # pragma: no cover - h5py builds without direct chunk writes
                 for col, arr in zip(self._done_cols, cols):
                     col.append(arr)
+        # their rows only once the columns are written (a failed write must not
+        # leave rows counting entries that are not there)
+        for p in parts:
+            self._held.append((p.batches, p.dispatches, p.readies))
         self.ndone += n
         lo = min(p.span[0] for p in parts)
         hi = max(p.span[1] for p in parts)

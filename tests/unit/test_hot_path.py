@@ -1016,6 +1016,22 @@ def test_flushes_for_size_hold_the_rows_of_their_entries(tmp_path, monkeypatch) 
     assert all(b == rows[i - 1] for i, (h, b) in enumerate(states) if i and h), states
     t = load(path).tasks
     assert np.array_equal(np.sort(t["task"]), np.arange(n))
+    # rows wait no longer than flush_interval: with 0 s, no flush holds any
+    tw = TraceWriter(str(tmp_path / "h0.h5"), wf, workers, done_chunk=1024,
+                     flush_interval=0.0)
+    write0 = tw._write
+    kept: list[int] = []
+
+    def spy0(blocks: list, done: list, errors: list, tail: bool = True) -> None:
+        write0(blocks, done, errors, tail)
+        kept.append(len(tw._held))
+
+    tw._write = spy0  # type: ignore[method-assign]
+    m = Master(wf, Config(progress_interval=0), _Instant(raw=True), workers,  # type: ignore[arg-type]
+               tw, start_time=tw.start_time)
+    assert m.run().done == n
+    tw.close()
+    assert len(kept) > 10 and not any(kept)
 
 
 def test_a_killed_rank_0_keeps_the_entries_whose_rows_were_written(tmp_path) -> None:

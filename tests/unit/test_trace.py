@@ -471,6 +471,12 @@ def test_a_deferred_writer_checks_the_path_at_once_and_lays_out_on_first_use(tmp
     TraceWriter(untouched, wf, uniform_workers(1, 1), defer=True).close()
     tr = load(untouched)
     assert len(tr.tasks) == 0 and tr.attrs["complete"] and len(tr.sets) == 1
+    late = str(tmp_path / "l.h5")  # a set added before the layout keeps its time
+    tw = TraceWriter(late, wf, uniform_workers(1, 1), defer=True)
+    wf.add_set("b", 1, after=["a"])
+    tw.sets_added(created=5.0)
+    tw.close()
+    assert load(late).sets[1]["created"] == 5.0 and load(late).sets[0]["created"] == 0.0
     cut = str(tmp_path / "c.h5")  # rank 0 gone before laying it out: one clear error
     TraceWriter(cut, wf, uniform_workers(1, 1), defer=True).f.close()
     with pytest.raises(TraceError, match="holds no run"):
