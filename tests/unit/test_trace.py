@@ -481,3 +481,41 @@ def test_a_deferred_writer_checks_the_path_at_once_and_lays_out_on_first_use(tmp
     TraceWriter(cut, wf, uniform_workers(1, 1), defer=True).f.close()
     with pytest.raises(TraceError, match="holds no run"):
         load(cut)
+
+
+def test_the_writer_reserves_space_ahead_and_gives_it_back(tmp_path, monkeypatch) -> None:
+    """Whole chunks of the done columns go into disk space reserved ahead of the
+    file's end (where the file system has fallocate); close() gives back what was
+    not used. A failing fallocate turns it off; the trace is the same."""
+    import mpiwf.trace as trace_mod
+
+    wf = Workflow("r")
+    wf.add_set("a", 10**6, "noop", duration=1e-6)
+    cols = [np.arange(65536, dtype=np.int64), np.full(65536, 1.0), np.full(65536, 1e-6)]
+    path = str(tmp_path / "r.h5")
+    tw = TraceWriter(path, wf, uniform_workers(1, 3))
+    for _ in range(3):
+        tw._chunks_out(cols)
+    st = os.stat(path)
+    if tw._fd is not None:  # reserved: more blocks than bytes until close
+        assert tw._reserved > st.st_size and st.st_blocks * 512 > st.st_size + (1 << 20)
+    tw.close()
+    st = os.stat(path)
+    assert st.st_blocks * 512 <= st.st_size + (64 << 10)
+
+    calls: list[int] = []
+
+    def failing(fd: int, mode: int, offset: int, length: int) -> int:
+        calls.append(mode)
+        return -1
+
+    monkeypatch.setattr(trace_mod, "_fallocate_fn", failing)
+    off = str(tmp_path / "off.h5")
+    tw = TraceWriter(off, wf, uniform_workers(1, 3))
+    for _ in range(3):
+        tw._chunks_out(cols)
+    assert calls == [1] and tw._fd is None and tw._reserved == 0  # tried once, then off
+    tw.close()
+    with h5py.File(off, "r") as f:
+        assert f["runs/0/done/task"].shape[0] == 3 * 65536
+        assert np.array_equal(f["runs/0/done/task"][65536:131072], cols[0])
