@@ -244,6 +244,8 @@ class Master:
         self._rank_arr = np.asarray(self.rank_of, dtype=np.int32)
         if trace is not None:
             trace.pre_flush = self._flush_rows
+            if not getattr(trace, "started", True):  # deferred: these sets are the run's own
+                trace.nsets_at_start = len(workflow.sets)
         sink = getattr(endpoint, "sink_raw", None)
         if sink is not None:  # plain results are received straight into the buffers
             sink(Tag.RESULTS_RAW, PLAIN_COLUMNS, self._reserve)

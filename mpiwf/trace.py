@@ -198,6 +198,8 @@ def _fallocate() -> Any:
         try:
             import ctypes
 
+            if ctypes.sizeof(ctypes.c_void_p) < 8:  # a 32-bit off_t: not worth it
+                raise AttributeError("32-bit")
             fn = ctypes.CDLL(None, use_errno=True).fallocate
             fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
             fn.restype = ctypes.c_int
@@ -302,7 +304,10 @@ class TraceWriter:
             self.f.attrs["status_names"] = json.dumps(STATUS_NAMES)
         self._attrs = attrs
         self._workers = (workers, worker_extra)
-        self._nsets0 = len(workflow.sets)  # sets added later are written with their time
+        #: sets start() writes as the workflow's own (created 0); later ones come
+        #: through sets_added with their time. A driver that adds sets before the
+        #: layout (Master, for a deferred writer) sets it to its own count.
+        self.nsets_at_start = len(workflow.sets)
         self.g: Any = None  # the run group, once started
         # chunks of up to 65,536 entries (512 KiB; a small run gets small ones):
         # smaller chunks cost a flush twice as much
@@ -328,6 +333,7 @@ class TraceWriter:
         #: and the end of the space reserved so far (see _reserve)
         self._fd: int | None = -1
         self._reserved = 0
+        self._done_failed = False  # a write of the done columns failed (see _append_done)
         if not defer:
             self.start()
 
@@ -387,7 +393,7 @@ class TraceWriter:
         self.g.create_dataset("errors", shape=(0,), maxshape=(None,), dtype=_dtype(ERROR_FIELDS),
                               chunks=(64,))
         self.write_workers(*self._workers)
-        self.sets_added(upto=self._nsets0)
+        self.sets_added(upto=self.nsets_at_start)
         self.f.flush()
         if self.background:
             # a few flushes may queue up; more and the producer waits (bounded memory)
@@ -604,12 +610,20 @@ class TraceWriter:
         for size, or once HOLD_FLUSHES blocks wait): a file cut short holds no more
         entries than its batch rows count, each with its log rows, and :func:`load`
         reads no more than every column holds."""
+        if self._done_failed:  # reported when it failed; these cannot go in step
+            return
         cols = [p[0] if len(parts) == 1 else np.concatenate(p)
                 for p in list(zip(*parts))[:3]]
         n = len(cols[0])
         if n:
             if self._direct:
-                self._chunks_out(cols)
+                try:
+                    self._chunks_out(cols)
+                except BaseException:
+                    # the columns may be out of step now: write no more of them,
+                    # nor rows that would make them readable
+                    self._done_failed = True
+                    raise
             else:  # pragma: no cover - h5py builds without direct chunk writes
                 for col, arr in zip(self._done_cols, cols):
                     col.append(arr)
@@ -645,10 +659,14 @@ class TraceWriter:
             return
         try:
             fn = _fallocate()
-            if fn is None:
-                raise OSError("no fallocate")
+            if fn is None or self.f.driver != "sec2":
+                raise OSError("no fallocate, or not a plain file")
             if fd < 0:
-                self._fd = fd = int(self.f.id.get_vfd_handle())
+                # a descriptor of our own (closed by _unreserve), of this very file
+                st, mine = os.stat(self.path), os.fstat(int(self.f.id.get_vfd_handle()))
+                if (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino):
+                    raise OSError("not this file")
+                self._fd = fd = os.dup(int(self.f.id.get_vfd_handle()))
             size = os.fstat(fd).st_size
             if size + nbytes <= self._reserved:
                 return
@@ -658,22 +676,24 @@ class TraceWriter:
                 raise OSError("fallocate failed")
             self._reserved = start + length
         except Exception:  # any failure: write as before, unreserved
+            self._unreserve()
             self._fd = None
 
     def _unreserve(self) -> None:
-        """Give back the reserved space past the closed file's end (truncating a file
-        to its own size frees the blocks past it)."""
-        if not self._reserved:
+        """Give back the reserved space past the file's end (truncating a file to its
+        own size frees the blocks past it) and close our descriptor; after the file
+        is closed, or on giving up reserving."""
+        fd, self._fd = self._fd, None
+        if fd is None or fd < 0:
             return
-        self._reserved = 0
         try:
-            fd = os.open(self.path, os.O_WRONLY)
-            try:
+            if self._reserved:
                 os.ftruncate(fd, os.fstat(fd).st_size)
-            finally:
-                os.close(fd)
         except OSError:
             pass
+        finally:
+            self._reserved = 0
+            os.close(fd)
 
     def _chunks_out(self, cols: list[np.ndarray]) -> None:
         """Write every whole chunk the tails and ``cols`` make; keep the rest as the
@@ -708,7 +728,7 @@ class TraceWriter:
     def _write_tail(self) -> None:
         """Write the entries past the last whole chunk (one chunk, padded)."""
         c, n = self._chunk, len(self._tails[0])
-        if n:
+        if n and not self._done_failed:
             if self._pad is None:  # kept: fresh memory costs a page fault per 4 KiB
                 self._pad = [np.empty(c, dtype=ds.dtype) for ds in self.done_ds]
             for ds, dc, t, buf in zip(self.done_ds, self._done_cols, self._tails, self._pad):
@@ -748,9 +768,13 @@ class TraceWriter:
                     self.f.close()
                 except Exception:
                     pass
+            finally:
                 self._unreserve()
             raise failed
-        self._close_file(complete, summary)
+        try:
+            self._close_file(complete, summary)
+        finally:
+            self._unreserve()
 
     def _close_file(self, complete: bool, summary: dict[str, Any]) -> None:
         if "makespan" not in summary:
@@ -765,7 +789,6 @@ class TraceWriter:
         self.g.attrs["end_time"] = time.time()
         self.f.flush()
         self.f.close()
-        self._unreserve()
 
     def _stop_thread(self) -> None:
         """Let the writer thread finish what it holds, then end it."""

@@ -965,6 +965,7 @@ def test_the_master_lays_out_a_deferred_trace_once_the_first_tasks_are_out(tmp_p
     assert not tw.started
     with h5py.File(path, "r", locking=False) as f:  # created, not laid out
         assert f.attrs["format"] == "mpiwf-trace" and "runs" not in f
+    wf.add_set("b", 10, "noop", duration=1e-6)  # before the master: one of the run's own
     seen: list[bool] = []
 
     class Ep(_Instant):
@@ -976,10 +977,11 @@ def test_the_master_lays_out_a_deferred_trace_once_the_first_tasks_are_out(tmp_p
     s = Master(wf, Config(progress_interval=0), Ep(raw=True), workers, tw,  # type: ignore[arg-type]
                start_time=tw.start_time).run()
     tw.close()
-    assert s.done == 5000
+    assert s.done == 5010
     assert seen[:3] == [False, False, False] and seen[3:] and all(seen[3:]), seen
-    t = load(path).tasks
-    assert sorted(t["task"].tolist()) == list(range(5000))
+    tr = load(path)
+    assert sorted(tr.tasks["task"].tolist()) == list(range(5010))
+    assert [(d["name"], d["created"]) for d in tr.sets] == [("a", 0.0), ("b", 0.0)]
 
 
 def test_flushes_for_size_hold_the_rows_of_their_entries(tmp_path, monkeypatch) -> None:
@@ -1076,3 +1078,37 @@ Master(wf, Config(progress_interval=0), _Instant(raw=True), workers, tw,
     assert tr.partial
     assert sorted(tr.tasks["task"].tolist()) == sorted(set(tr.tasks["task"].tolist()))
     assert len(tr.tasks) == HOLD_FLUSHES * 1024
+
+
+def test_a_failed_chunk_write_writes_no_more_done_entries(tmp_path, monkeypatch) -> None:
+    """A write of the done columns that fails (a full disk) is raised once; closing
+    the trace afterwards writes no more of those columns, nor rows that would make
+    half-written entries readable: the trace loads with the entries before it."""
+    import mpiwf.master as master_mod
+    from mpiwf.config import Config
+
+    monkeypatch.setattr(master_mod, "ROWS_PER_FLUSH", 1024)
+    wf = Workflow("full")
+    wf.add_set("a", 20000, "noop", duration=1e-6)
+    workers = uniform_workers(1, 3)
+    path = str(tmp_path / "f.h5")
+    tw = TraceWriter(path, wf, workers, done_chunk=1024, flush_interval=0.0)
+    out = tw._chunks_out
+    calls: list[int] = []
+
+    def failing(cols: list) -> None:
+        calls.append(len(cols[0]))
+        if len(calls) == 3:
+            raise OSError("No space left on device")
+        out(cols)
+
+    tw._chunks_out = failing  # type: ignore[method-assign]
+    m = Master(wf, Config(progress_interval=0), _Instant(raw=True), workers,  # type: ignore[arg-type]
+               tw, start_time=tw.start_time)
+    with pytest.raises(OSError, match="No space"):
+        m.run()
+    tw.close(complete=False, error="disk full")
+    assert len(calls) == 3  # no write of the columns after the failure
+    tr = load(path)
+    assert tr.partial and len(tr.tasks) == 2 * 1024
+    assert sorted(set(tr.tasks["task"].tolist())) == sorted(tr.tasks["task"].tolist())
