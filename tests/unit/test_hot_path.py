@@ -298,6 +298,28 @@ class _Instant(Endpoint):
         return self._deliver(self.inbox.popleft()) if self.inbox else None
 
 
+def _flood(tmp_path, monkeypatch, name: str, rows: int, n: int = 20000,  # type: ignore[no-untyped-def]
+           **kw: object) -> tuple[Workflow, list, str, TraceWriter]:
+    """``n`` null tasks on 3 workers with rank 0 flushing for size every ``rows``
+    results into a trace of 1,024-entry chunks (``kw``: more TraceWriter settings)."""
+    import mpiwf.master as master_mod
+
+    monkeypatch.setattr(master_mod, "ROWS_PER_FLUSH", rows)
+    wf = Workflow(name)
+    wf.add_set("a", n, "noop", duration=1e-6)
+    workers = uniform_workers(1, 3)
+    path = str(tmp_path / f"{name}.h5")
+    return wf, workers, path, TraceWriter(path, wf, workers, done_chunk=1024, **kw)  # type: ignore[arg-type]
+
+
+def _instant_master(wf: Workflow, workers: list, tw: TraceWriter) -> Master:
+    """A master over workers that finish every task the moment it is sent."""
+    from mpiwf.config import Config
+
+    return Master(wf, Config(progress_interval=0), _Instant(raw=True), workers,  # type: ignore[arg-type]
+                  tw, start_time=tw.start_time)
+
+
 def _master(wf: Workflow, nworkers: int, path: str, **kw: object) -> tuple[Master, TraceWriter]:
     """A master over a recording transport, its first decisions already sent."""
     from mpiwf.config import Config
@@ -809,17 +831,9 @@ def test_a_flush_for_size_hands_over_whole_chunks_and_keeps_the_rest(tmp_path,
     so every chunk is written straight from rank 0's buffers (no tail to complete by
     a copy); the entries past it, part of a message, go with the next flush. Every
     task is recorded once, with its own times and its message's worker."""
-    import mpiwf.master as master_mod
-    from mpiwf.config import Config
-
-    monkeypatch.setattr(master_mod, "ROWS_PER_FLUSH", 4096)
     n = 20000
-    wf = Workflow("aligned")
-    wf.add_set("a", n, "noop", duration=1e-6)
-    workers = uniform_workers(1, 3)
-
-    path = str(tmp_path / "a.h5")
-    tw = TraceWriter(path, wf, workers, done_chunk=1024, flush_interval=60.0)
+    wf, workers, path, tw = _flood(tmp_path, monkeypatch, "aligned", 4096, n,
+                                   flush_interval=60.0)
     tails = []
     chunks_out = tw._chunks_out
 
@@ -828,10 +842,7 @@ def test_a_flush_for_size_hands_over_whole_chunks_and_keeps_the_rest(tmp_path,
         chunks_out(cols)
 
     tw._chunks_out = spy  # type: ignore[method-assign]
-    ep = _Instant(raw=True)
-    m = Master(wf, Config(progress_interval=0), ep, workers, tw,  # type: ignore[arg-type]
-               start_time=tw.start_time)
-    s = m.run()
+    s = _instant_master(wf, workers, tw).run()
     tw.close()
     assert s.done == n
     size = tails[:-1]  # the last is the end of the run's flush
@@ -988,17 +999,11 @@ def test_flushes_for_size_hold_the_rows_of_their_entries(tmp_path, monkeypatch) 
     """A flush for size writes the done columns' whole chunks but holds their
     ``batches`` and log rows (and skips HDF5's flush) until HOLD_FLUSHES of them wait
     or a flush that is not for size comes; every task is recorded once."""
-    import mpiwf.master as master_mod
-    from mpiwf.config import Config
     from mpiwf.trace import HOLD_FLUSHES
 
-    monkeypatch.setattr(master_mod, "ROWS_PER_FLUSH", 1024)
     n = 20000
-    wf = Workflow("held")
-    wf.add_set("a", n, "noop", duration=1e-6)
-    workers = uniform_workers(1, 3)
-    path = str(tmp_path / "h.h5")
-    tw = TraceWriter(path, wf, workers, done_chunk=1024, flush_interval=60.0)
+    wf, workers, path, tw = _flood(tmp_path, monkeypatch, "held", 1024, n,
+                                   flush_interval=60.0)
     states: list[tuple[int, int]] = []
     write = tw._write
 
@@ -1007,9 +1012,7 @@ def test_flushes_for_size_hold_the_rows_of_their_entries(tmp_path, monkeypatch) 
         states.append((len(tw._held), tw._batch_col.n))
 
     tw._write = spy  # type: ignore[method-assign]
-    m = Master(wf, Config(progress_interval=0), _Instant(raw=True), workers,  # type: ignore[arg-type]
-               tw, start_time=tw.start_time)
-    assert m.run().done == n
+    assert _instant_master(wf, workers, tw).run().done == n
     tw.close()
     held = [h for h, _ in states[:-2]]  # the size flushes (the last ones end the run)
     assert max(held) == HOLD_FLUSHES - 1 and held.count(0) >= 3, states
@@ -1029,9 +1032,7 @@ def test_flushes_for_size_hold_the_rows_of_their_entries(tmp_path, monkeypatch) 
         kept.append(len(tw._held))
 
     tw._write = spy0  # type: ignore[method-assign]
-    m = Master(wf, Config(progress_interval=0), _Instant(raw=True), workers,  # type: ignore[arg-type]
-               tw, start_time=tw.start_time)
-    assert m.run().done == n
+    assert _instant_master(wf, workers, tw).run().done == n
     tw.close()
     assert len(kept) > 10 and not any(kept)
 
@@ -1084,15 +1085,7 @@ def test_a_failed_chunk_write_writes_no_more_done_entries(tmp_path, monkeypatch)
     """A write of the done columns that fails (a full disk) is raised once; closing
     the trace afterwards writes no more of those columns, nor rows that would make
     half-written entries readable: the trace loads with the entries before it."""
-    import mpiwf.master as master_mod
-    from mpiwf.config import Config
-
-    monkeypatch.setattr(master_mod, "ROWS_PER_FLUSH", 1024)
-    wf = Workflow("full")
-    wf.add_set("a", 20000, "noop", duration=1e-6)
-    workers = uniform_workers(1, 3)
-    path = str(tmp_path / "f.h5")
-    tw = TraceWriter(path, wf, workers, done_chunk=1024, flush_interval=0.0)
+    wf, workers, path, tw = _flood(tmp_path, monkeypatch, "full", 1024, flush_interval=0.0)
     out = tw._chunks_out
     calls: list[int] = []
 
@@ -1103,10 +1096,8 @@ def test_a_failed_chunk_write_writes_no_more_done_entries(tmp_path, monkeypatch)
         out(cols)
 
     tw._chunks_out = failing  # type: ignore[method-assign]
-    m = Master(wf, Config(progress_interval=0), _Instant(raw=True), workers,  # type: ignore[arg-type]
-               tw, start_time=tw.start_time)
     with pytest.raises(OSError, match="No space"):
-        m.run()
+        _instant_master(wf, workers, tw).run()
     tw.close(complete=False, error="disk full")
     assert len(calls) == 3  # no write of the columns after the failure
     tr = load(path)
