@@ -54,6 +54,7 @@ def run_threads(workflow: Workflow, config: Config | None = None, *, nworkers: i
         th.start()
     master = Master(workflow, cfg, hub.endpoint(0), uniform_workers(1, nworkers), trace=trace,
                     callbacks=callbacks)
+    master.stop_at_end = True  # shutdown() follows the run at once
     if setup is not None:
         setup(master)
     summary = master.run()

@@ -223,6 +223,12 @@ class Master:
         self.byes: dict[int, Any] = {}
         #: live ranks that did not answer the STOP of :meth:`shutdown` in time
         self.silent: list[int] = []
+        #: ranks sent their STOP (by :meth:`run` with ``stop_at_end``, or shutdown)
+        self.stopped: set[int] = set()
+        #: :meth:`run` STOPs the workers as soon as its loop ends, before the trace's
+        #: last flush, so they leave their loops while rank 0 writes (a driver that
+        #: calls :meth:`shutdown` right after the run sets it)
+        self.stop_at_end = False
         self.gang_reports: dict[tuple[int, int], list[Any]] = {}
         self.stop_requested = False
         self.stop_reason = ""
@@ -950,6 +956,12 @@ class Master:
                 self.byes[src] = payload
             else:
                 raise RunError(f"unexpected message tag {tag} from rank {src}")
+        if self.stop_at_end:
+            # the STOPs first: the workers answer them (and wait at the closing
+            # barrier, which wakes them within 0.2 ms) while the last flush is written,
+            # instead of backing off to 1 ms sleeps behind it; nothing waits for the
+            # BYEs before the flush (shutdown does)
+            self._send_stops()
         if trace is not None:
             self._record_unrun()
             trace.flush()
@@ -1001,12 +1013,19 @@ class Master:
                           results=self.results, stop_reason=self.stop_reason,
                           lost=tuple(self.lost_ranks), failures=tuple(self.failures))
 
+    def _send_stops(self) -> list[int]:
+        """STOP every live worker not yet sent one; returns the live ranks."""
+        live = [r for w, r in enumerate(self.rank_of) if not self.sched.lost[w]]
+        for r in live:
+            if r not in self.stopped:
+                self.stopped.add(r)
+                self.ep.send(r, Tag.STOP, None)
+        return live
+
     def shutdown(self, timeout: float = 30.0) -> None:
         """STOP every worker and wait (bounded) for each BYE."""
         ep = self.ep
-        live = [r for w, r in enumerate(self.rank_of) if not self.sched.lost[w]]
-        for r in live:
-            ep.send(r, Tag.STOP, None)
+        live = self._send_stops()
         if self.force_stop:
             timeout = min(timeout, 2.0)  # busy workers will not answer in time
         deadline = time.monotonic() + timeout

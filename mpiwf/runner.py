@@ -211,6 +211,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
                 master.heartbeat_timeout = cfg.heartbeat_timeout
                 now = time.monotonic()
                 master.last_beat = {w.rank: now for w in workers}
+        master.stop_at_end = True  # shutdown() follows the run at once
         if on_master is not None:
             on_master(master)
         old = _install_signals(master)

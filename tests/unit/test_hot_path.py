@@ -1103,3 +1103,44 @@ def test_a_failed_chunk_write_writes_no_more_done_entries(tmp_path, monkeypatch)
     tr = load(path)
     assert tr.partial and len(tr.tasks) == 2 * 1024
     assert sorted(set(tr.tasks["task"].tolist())) == sorted(tr.tasks["task"].tolist())
+
+
+def test_workers_are_stopped_before_the_last_flush(tmp_path) -> None:
+    """A driver that shuts down right after the run (run_threads, like run()) has
+    the workers STOPped as the loop ends, before the trace's last flush, so they
+    leave their loops while it is written; each gets one STOP, and every task is
+    in the trace."""
+    wf = Workflow("s")
+    wf.add_set("null", 300, "noop", duration=1e-6)
+    tw = TraceWriter(str(tmp_path / "t.h5"), wf, uniform_workers(1, 2))
+    stops: list[int] = []
+    seen: list[set[int]] = []  # the ranks stopped at each flush of the run
+    closing = [False]
+    orig_flush = tw.flush
+
+    def flush(*a, **k) -> None:
+        if not closing[0]:
+            seen.append(set(masters[0].stopped))
+        orig_flush(*a, **k)
+
+    tw.flush = flush  # type: ignore[method-assign]
+    masters: list[Master] = []
+
+    def setup(m: Master) -> None:
+        masters.append(m)
+        send = m.ep.send
+
+        def spy(dest: int, tag: int, obj) -> None:
+            if tag == Tag.STOP:
+                stops.append(dest)
+            send(dest, tag, obj)
+
+        m.ep.send = spy  # type: ignore[method-assign]
+
+    s, m = run_threads(wf, nworkers=2, trace=tw, setup=setup)
+    assert m.stop_at_end and s.done == 300
+    assert seen and seen[-1] == {1, 2}  # the last flush of the run: after the STOPs
+    assert sorted(stops) == [1, 2] and sorted(m.byes) == [1, 2]
+    closing[0] = True
+    tw.close()
+    assert len(load(tw.path).tasks) == 300
