@@ -687,8 +687,9 @@ class TraceWriter:
         if fd is None or fd < 0:
             return
         try:
-            if self._reserved:
-                os.ftruncate(fd, os.fstat(fd).st_size)
+            size = os.fstat(fd).st_size
+            if self._reserved > size:
+                os.ftruncate(fd, size)
         except OSError:
             pass
         finally:
@@ -702,7 +703,10 @@ class TraceWriter:
         full = self._full + (len(self._tails[0]) + len(cols[0])) // c
         if full > self._full:
             row = sum(dc.dtype.itemsize for dc in self._done_cols)
-            self._reserve((full - self._full) * c * row, 4 * c * row)
+            # ahead: up to four chunks, no more than the workflow's tasks can fill
+            # (nothing to give back at close: a run ends where its reserve does)
+            left = -(-int(self.wf.ntasks) // c) - full
+            self._reserve((full - self._full) * c * row, max(min(4, left), 0) * c * row)
         # a chunk is written inside the extent only; the extent never shrinks (a
         # tail written earlier stays readable until its chunk is rewritten whole)
         ext = max(self._done_cols[0].n, full * c)
@@ -787,8 +791,7 @@ class TraceWriter:
             self.set_attr(k, v)
         self.g.attrs["complete"] = bool(complete)
         self.g.attrs["end_time"] = time.time()
-        self.f.flush()
-        self.f.close()
+        self.f.close()  # H5Fclose flushes
 
     def _stop_thread(self) -> None:
         """Let the writer thread finish what it holds, then end it."""
