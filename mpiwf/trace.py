@@ -322,7 +322,7 @@ class TraceWriter:
         self._full = 0  # whole chunks written
         self._tails: list[np.ndarray] = [np.zeros(0, dtype=t) for _, t, _ in DONE_FIELDS]
         self._tail_written = True
-        self._pad: list[np.ndarray] | None = None  # a padded last chunk, per column
+        self._pad: np.ndarray | None = None  # bytes of a padded last chunk (any column)
         #: (batches, dispatches, readies) of the DoneBlocks whose entries are written
         #: but whose rows are not yet (a flush for size holds them: HOLD_FLUSHES)
         self._held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -368,7 +368,7 @@ class TraceWriter:
             self.set_attr(k, v)
         self.tasks = self.g.create_dataset("tasks", shape=(0,), maxshape=(None,),
                                            dtype=ROW_DTYPE, chunks=(1024,))
-        self._tasks = _Column(self.tasks)
+        self._tasks = _Column(self.tasks, ROW_DTYPE)
         chunk = self._chunk
         done = self.g.create_group("done")
         # task -1 marks an entry never written (a run killed between growing the
@@ -381,19 +381,24 @@ class TraceWriter:
                                            dtype=BATCH_DTYPE, chunks=(max(chunk // 64, 256),))
         self.logs = [done.create_dataset(n, shape=(0,), maxshape=(None,), dtype=LOG_DTYPE,
                                          chunks=(1024,)) for n in ("dispatches", "readies")]
-        self._done_cols = [_Column(ds) for ds in self.done_ds]
-        self._batch_col = _Column(self.batches)
-        self._log_cols = [_Column(ds) for ds in self.logs]
-        self.g.create_dataset("sets", shape=(0,), maxshape=(None,), dtype=_dtype(SET_FIELDS),
+        self._done_cols = [_Column(ds, t) for ds, (_, t, _) in zip(self.done_ds, DONE_FIELDS)]
+        self._batch_col = _Column(self.batches, BATCH_DTYPE)
+        self._log_cols = [_Column(ds, LOG_DTYPE) for ds in self.logs]
+        # the workflow's own sets (created 0) and its edges, written as they are made
+        # (one HDF5 call each, not an empty dataset grown and written: sets_added)
+        desc = workflow.describe()[:self.nsets_at_start]
+        for d in desc:
+            d["created"] = 0.0
+        self.g.create_dataset("sets", data=_table(desc, SET_FIELDS), maxshape=(None,),
                               chunks=(256,))
-        self.g.create_dataset("set_edges", shape=(0, 3), maxshape=(None, 3), dtype="<i8",
-                              chunks=(1024, 3))
-        self.g.create_dataset("task_edges", shape=(0, 2), maxshape=(None, 2), dtype="<i8",
-                              chunks=(1024, 2))
+        self._nsets_written = len(desc)
+        for name, edges, width in (("set_edges", workflow.set_deps, 3),
+                                   ("task_edges", workflow.task_edges, 2)):
+            self.g.create_dataset(name, data=np.array(edges, dtype="<i8").reshape(-1, width),
+                                  maxshape=(None, width), chunks=(1024, width))
         self.g.create_dataset("errors", shape=(0,), maxshape=(None,), dtype=_dtype(ERROR_FIELDS),
                               chunks=(64,))
         self.write_workers(*self._workers)
-        self.sets_added(upto=self.nsets_at_start)
         self.f.flush()
         if self.background:
             # a few flushes may queue up; more and the producer waits (bounded memory)
@@ -733,12 +738,17 @@ class TraceWriter:
         """Write the entries past the last whole chunk (one chunk, padded)."""
         c, n = self._chunk, len(self._tails[0])
         if n and not self._done_failed:
-            if self._pad is None:  # kept: fresh memory costs a page fault per 4 KiB
-                self._pad = [np.empty(c, dtype=ds.dtype) for ds in self.done_ds]
-            for ds, dc, t, buf in zip(self.done_ds, self._done_cols, self._tails, self._pad):
+            # one buffer for the three columns (each chunk is copied out by its write):
+            # kept, as fresh memory costs a page fault per 4 KiB, 0.2 ms a column
+            size = c * max(dc.dtype.itemsize for dc in self._done_cols)
+            if self._pad is None or len(self._pad) < size:
+                self._pad = np.empty(size, dtype=np.uint8)
+            for (name, _, _), ds, dc, t in zip(DONE_FIELDS, self.done_ds, self._done_cols,
+                                               self._tails):
                 dc.grow(self._full * c + n)
+                buf = self._pad[:c * dc.dtype.itemsize].view(dc.dtype)
                 buf[:n] = t
-                buf[n:] = ds.fillvalue
+                buf[n:] = -1 if name == "task" else 0  # the columns' fill values
                 ds.id.write_direct_chunk((self._full * c,), buf)
         self._tail_written = True
 
@@ -813,10 +823,12 @@ class _Column:
 
     __slots__ = ("ds", "n", "dtype", "mtype")
 
-    def __init__(self, ds: Any) -> None:
+    def __init__(self, ds: Any, dtype: Any = None) -> None:
+        """``dtype``: of a dataset just created empty with it (h5py's ``shape`` and
+        ``dtype`` are not asked: ~40 us a column in start())."""
         self.ds = ds
-        self.n = int(ds.shape[0])
-        self.dtype = ds.dtype
+        self.n = int(ds.shape[0]) if dtype is None else 0
+        self.dtype = ds.dtype if dtype is None else np.dtype(dtype)
         # compound rows go with the file's own type: the bytes are laid out alike and
         # HDF5 copies them (numpy's compound type is converted field by field: a
         # third slower); variable-length strings need the conversion

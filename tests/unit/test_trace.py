@@ -534,3 +534,29 @@ def test_the_writer_reserves_space_ahead_and_gives_it_back(tmp_path, monkeypatch
     with h5py.File(off, "r") as f:
         assert f["runs/0/done/task"].shape[0] == 3 * 65536
         assert np.array_equal(f["runs/0/done/task"][65536:131072], cols[0])
+
+
+def test_the_last_chunk_is_written_padded_with_the_fill_values(tmp_path) -> None:
+    """Entries past the last whole chunk go out as one chunk padded with the
+    columns' fill values (task -1: never written, where load() stops), through one
+    buffer the three columns share, also when it is written again."""
+    wf = Workflow("p")
+    wf.add_set("a", 5000, "noop", duration=1e-6)
+    tw = TraceWriter(str(tmp_path / "p.h5"), wf, uniform_workers(1, 1), done_chunk=1024)
+
+    def cols(lo: int, hi: int) -> list[np.ndarray]:
+        return [np.arange(lo, hi, dtype=np.int64), np.arange(lo, hi) + 0.5,
+                np.full(hi - lo, 2e-6)]
+
+    for lo, hi in ((0, 1500), (1500, 1600)):
+        tw._chunks_out(cols(lo, hi))
+        tw._write_tail()
+        tail = hi - 1024
+        for ds, want, fill in zip(tw.done_ds, cols(1024, hi), (-1, 0.0, 0.0)):
+            _, raw = ds.id.read_direct_chunk((1024,))
+            chunk = np.frombuffer(raw, dtype=ds.dtype)
+            assert len(chunk) == 1024 and np.array_equal(chunk[:tail], want)
+            assert (chunk[tail:] == fill).all()
+    tw.close()
+    with h5py.File(tw.path, "r") as f:
+        assert np.array_equal(f["runs/0/done/task"][:], np.arange(1600))
