@@ -31,10 +31,13 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import shared_tmp  # noqa: E402
 
+#: the versions imported so far, by directory: each once, under a package name of
+#: its own, for the life of the process (a second main() reuses them)
+_LOADED: dict[str, Any] = {}
 
-def _version(label: str, spec: str, loaded: dict[str, Any]) -> tuple[str, Any, bool]:
-    """``DIR:on|off`` -> (label, its modules, trace on); each directory imported once
-    under a package name of its own."""
+
+def _version(label: str, spec: str) -> tuple[str, Any, bool]:
+    """``DIR:on|off`` -> (label, its modules, trace on)."""
     d, _, mode = spec.rpartition(":")
     if mode not in ("on", "off") or not d or not label:
         raise ValueError(f"{label}={spec}: expected LABEL=DIR:on or LABEL=DIR:off")
@@ -42,17 +45,17 @@ def _version(label: str, spec: str, loaded: dict[str, Any]) -> tuple[str, Any, b
     init = os.path.join(d, "mpiwf", "__init__.py")
     if not os.path.exists(init):
         raise ValueError(f"{label}: no mpiwf package in {d}")
-    if d not in loaded:
-        alias = f"mpiwf_v{len(loaded)}"
+    if d not in _LOADED:
+        alias = f"mpiwf_v{len(_LOADED)}"
         s = importlib.util.spec_from_file_location(
             alias, init, submodule_search_locations=[os.path.join(d, "mpiwf")])
         assert s is not None and s.loader is not None
         mod = importlib.util.module_from_spec(s)
         sys.modules[alias] = mod
         s.loader.exec_module(mod)
-        loaded[d] = (mod, importlib.import_module(alias + ".runner"),
-                     importlib.import_module(alias + ".config"))
-    return label, loaded[d], mode == "on"
+        _LOADED[d] = (mod, importlib.import_module(alias + ".runner"),
+                      importlib.import_module(alias + ".config"))
+    return label, _LOADED[d], mode == "on"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,14 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", type=int, default=100_000)
     p.add_argument("--rounds", type=int, default=10)
     a = p.parse_args(argv)
-    loaded: dict[str, Any] = {}
     versions = []
     try:
         if a.tasks < 1 or a.rounds < 1:
             raise ValueError("--tasks and --rounds must be at least 1")
         for v in a.versions:
             label, _, spec = v.partition("=")
-            versions.append(_version(label, spec, loaded))
+            versions.append(_version(label, spec))
         if len({v[0] for v in versions}) < len(versions):
             raise ValueError("two versions with the same label")
     except ValueError as exc:  # every rank parses the same arguments: all stop here

@@ -181,7 +181,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         ex = Executor(rank, cfg.rundir, gpus=gpus, virtual_gpu=virt,
                       comm_factory=_gang_comm_factory(ep))
         # A batch system or mpiexec signals every rank; rank 0 alone decides how the run
-        # ends (it drains, flushes and STOPs the workers), so workers ignore the signals.
+        # ends (it drains, STOPs the workers and flushes), so workers ignore the signals.
         old_sig = _ignore_signals()
         beat = _Heartbeat(ep, cfg.heartbeat) if cfg.heartbeat > 0 else None
         try:

@@ -111,6 +111,8 @@ DONE_FIELDS: list[tuple[str, str, str]] = [
 ]
 #: Format 3's ``done`` columns (still read): times as in TASK_FIELDS.
 DONE_FIELDS_3 = ["task", "started", "ended", "ready", "dispatched"]
+#: fill values of the ``done`` columns other than 0: an entry never written
+_DONE_FILL = {"task": -1}
 #: ``done/batches``: one row per results message: how many ``done`` entries it holds,
 #: when rank 0 received it, the rank of the worker that sent it, and that worker's
 #: clock minus rank 0's (format 3 rows lack ``offset``: their times were corrected).
@@ -285,7 +287,6 @@ class TraceWriter:
         self.span = (float("inf"), float("-inf"))
         self.last_flush = time.perf_counter()
         self._nsets_written = 0
-        self._nedges_written = 0
         exists = os.path.exists(path)
         if append and exists:
             try:
@@ -375,7 +376,7 @@ class TraceWriter:
         # columns and writing their chunk): load() stops there
         self.done_ds = [done.create_dataset(n, shape=(0,), maxshape=(None,), dtype=t,
                                             chunks=(chunk,),
-                                            fillvalue=-1 if n == "task" else 0)
+                                            fillvalue=_DONE_FILL.get(n, 0))
                         for n, t, _ in DONE_FIELDS]
         self.batches = done.create_dataset("batches", shape=(0,), maxshape=(None,),
                                            dtype=BATCH_DTYPE, chunks=(max(chunk // 64, 256),))
@@ -692,9 +693,8 @@ class TraceWriter:
         if fd is None or fd < 0:
             return
         try:
-            size = os.fstat(fd).st_size
-            if self._reserved > size:
-                os.ftruncate(fd, size)
+            if self._reserved:  # ~4 us where nothing is past the end (see _chunks_out)
+                os.ftruncate(fd, os.fstat(fd).st_size)
         except OSError:
             pass
         finally:
@@ -708,8 +708,9 @@ class TraceWriter:
         full = self._full + (len(self._tails[0]) + len(cols[0])) // c
         if full > self._full:
             row = sum(dc.dtype.itemsize for dc in self._done_cols)
-            # ahead: up to four chunks, no more than the workflow's tasks can fill
-            # (nothing to give back at close: a run ends where its reserve does)
+            # ahead: up to four chunks, no more than the workflow's tasks can fill (a
+            # run whose tasks all succeed at once, on one rank each, ends where its
+            # reserve does: close() has nothing to free)
             left = -(-int(self.wf.ntasks) // c) - full
             self._reserve((full - self._full) * c * row, max(min(4, left), 0) * c * row)
         # a chunk is written inside the extent only; the extent never shrinks (a
@@ -748,7 +749,7 @@ class TraceWriter:
                 dc.grow(self._full * c + n)
                 buf = self._pad[:c * dc.dtype.itemsize].view(dc.dtype)
                 buf[:n] = t
-                buf[n:] = -1 if name == "task" else 0  # the columns' fill values
+                buf[n:] = _DONE_FILL.get(name, 0)  # the columns' fill values
                 ds.id.write_direct_chunk((self._full * c,), buf)
         self._tail_written = True
 
