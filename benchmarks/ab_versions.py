@@ -8,7 +8,8 @@ Launch::
 
 Each ``LABEL=DIR:on|off`` is a version (the ``mpiwf/`` package in ``DIR``) with its
 trace on or off. Every round runs each one once on the same ranks (``--tasks`` null
-tasks through ``mpiwf.runner.run``, a fresh trace file each time), in an order that
+tasks through ``mpiwf.runner.run``, one set or with ``--dag`` 100 sets each after the
+previous one, a fresh trace file each time), in an order that
 rotates and reverses from round to round, so a slow stretch of a shared machine
 falls on all of them alike. Printed per version: the median rate, its cost against
 the first one (``rate_first / rate - 1``), the median of each round's own ratio,
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("versions", nargs="+", metavar="LABEL=DIR:on|off")
     p.add_argument("--tasks", type=int, default=100_000)
     p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--dag", action="store_true",
+                   help="100 sets of tasks/100, each after the previous one")
     a = p.parse_args(argv)
     versions = []
     try:
@@ -89,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
 
         def build() -> Any:
             wf = mod.Workflow("ab")
-            wf.add_set("null", n, "noop", duration=1e-6)
+            if a.dag and n >= 100:
+                for k in range(100):
+                    wf.add_set(f"s{k}", n // 100, "noop", duration=1e-6,
+                               after=[f"s{k - 1}"] if k else [])
+            else:
+                wf.add_set("null", n, "noop", duration=1e-6)
             return wf
 
         comm.Barrier()
@@ -112,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         first = versions[0][0]
         base = res[first]
         base_rate = statistics.median(x[0] for x in base)
-        print(f"# {a.tasks} null tasks, {a.rounds} rounds, {comm.size} ranks; "
+        shape = "a DAG of 100 sets" if a.dag else "one set"
+        print(f"# {a.tasks} null tasks ({shape}), {a.rounds} rounds, {comm.size} ranks; "
               f"cost against {first}")
         for label, _, on in versions:
             v = res[label]
