@@ -12,8 +12,19 @@ def null_workflow(n: int, name: str = "null") -> Any:
     """One set of ``n`` null tasks (estimate 0: the deepest window)."""
     from mpiwf import Workflow
 
-    wf = Workflow(name)
-    wf.add_set("null", n, "noop", duration=1e-6)
+    return add_null_sets(Workflow(name), n)
+
+
+def add_null_sets(wf: Any, n: int, layers: int = 1) -> Any:
+    """Add ``n`` null tasks to ``wf`` (a Workflow of any version of mpiwf): one set,
+    or ``layers`` sets of ``n // layers``, each after the previous one (the layered
+    DAG); returns ``wf``."""
+    if layers <= 1:
+        wf.add_set("null", n, "noop", duration=1e-6)
+        return wf
+    for k in range(layers):
+        wf.add_set(f"s{k}", n // layers, "noop", duration=1e-6,
+                   after=[f"s{k - 1}"] if k else [])
     return wf
 
 

@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import shared_tmp  # noqa: E402
+from _common import add_null_sets, shared_tmp  # noqa: E402
 
 #: the versions imported so far, by directory: each once, under a package name of
 #: its own, for the life of the process (a second main() reuses them)
@@ -91,14 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         path = os.path.join(tmp, f"{tag}.h5") if on else None
 
         def build() -> Any:
-            wf = mod.Workflow("ab")
-            if a.dag and n >= 100:
-                for k in range(100):
-                    wf.add_set(f"s{k}", n // 100, "noop", duration=1e-6,
-                               after=[f"s{k - 1}"] if k else [])
-            else:
-                wf.add_set("null", n, "noop", duration=1e-6)
-            return wf
+            return add_null_sets(mod.Workflow("ab"), n, 100 if a.dag and n >= 100 else 1)
 
         comm.Barrier()
         c, t = time.process_time(), time.perf_counter()

@@ -41,6 +41,8 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from _common import add_null_sets  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -114,11 +116,7 @@ def _dag_wf(sets: int, size: int) -> Callable[[], Any]:
     def build() -> Any:
         from mpiwf import Workflow
 
-        wf = Workflow("layers")
-        for k in range(sets):
-            wf.add_set(f"s{k}", size, "noop", duration=1e-6,
-                       after=[f"s{k - 1}"] if k else [])
-        return wf
+        return add_null_sets(Workflow("layers"), sets * size, sets)
     return build
 
 

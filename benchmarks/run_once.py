@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="print rank 0's N costliest functions (cProfile)")
     a = p.parse_args(argv)
     sys.path.insert(0, a.src)
+    from _common import add_null_sets  # this directory: first on sys.path before --src
     from mpi4py import MPI
 
     from mpiwf import Workflow
@@ -53,14 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     n = a.tasks
 
     def build() -> Workflow:
-        wf = Workflow("run_once")
-        if a.dag:
-            for k in range(100):
-                wf.add_set(f"s{k}", n // 100, "noop", duration=1e-6,
-                           after=[f"s{k - 1}"] if k else [])
-        else:
-            wf.add_set("null", n, "noop", duration=1e-6)
-        return wf
+        return add_null_sets(Workflow("run_once"), n, 100 if a.dag else 1)
 
     tmp = comm.bcast(tempfile.mkdtemp(prefix="mpiwf-once-") if comm.rank == 0 else None)
     cfg = from_env(progress_interval=0, rundir=os.path.join(tmp, "run"))
