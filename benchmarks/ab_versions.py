@@ -7,7 +7,9 @@ Launch::
         off=/tmp/v-base:off base=/tmp/v-base:on new=.:on [--tasks N] [--rounds R]
 
 Each ``LABEL=DIR:on|off`` is a version (the ``mpiwf/`` package in ``DIR``) with its
-trace on or off. Every round runs each one once on the same ranks (``--tasks`` null
+trace on or off; ``LABEL=DIR:on:MPIWF_X=v,MPIWF_Y=w`` also sets run settings for it
+alone, as those environment variables would (``thread=.:on:MPIWF_TRACE_THREAD=on``).
+Every round runs each one once on the same ranks (``--tasks`` null
 tasks through ``mpiwf.runner.run``, one set or with ``--dag`` 100 sets each after the
 previous one, a fresh trace file each time), in an order that
 rotates and reverses from round to round, so a slow stretch of a shared machine
@@ -37,9 +39,17 @@ from _common import add_null_sets, shared_tmp  # noqa: E402
 _LOADED: dict[str, Any] = {}
 
 
-def _version(label: str, spec: str) -> tuple[str, Any, bool]:
-    """``DIR:on|off`` -> (label, its modules, trace on)."""
-    d, _, mode = spec.rpartition(":")
+def _version(label: str, spec: str) -> tuple[str, Any, bool, dict[str, str]]:
+    """``DIR:on|off[:MPIWF_X=v,...]`` -> (label, its modules, trace on, settings)."""
+    parts = spec.split(":")
+    env: dict[str, str] = {}
+    if len(parts) >= 3 and "=" in parts[-1]:
+        for item in parts.pop().split(","):
+            name, eq, value = item.partition("=")
+            if not eq or not name.startswith("MPIWF_"):
+                raise ValueError(f"{label}: {item!r}: expected MPIWF_NAME=value")
+            env[name] = value
+    d, mode = ":".join(parts[:-1]), parts[-1]
     if mode not in ("on", "off") or not d or not label:
         raise ValueError(f"{label}={spec}: expected LABEL=DIR:on or LABEL=DIR:off")
     d = os.path.abspath(d)
@@ -56,7 +66,7 @@ def _version(label: str, spec: str) -> tuple[str, Any, bool]:
         s.loader.exec_module(mod)
         _LOADED[d] = (mod, importlib.import_module(alias + ".runner"),
                       importlib.import_module(alias + ".config"))
-    return label, _LOADED[d], mode == "on"
+    return label, _LOADED[d], mode == "on", env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,9 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     comm = MPI.COMM_WORLD
     tmp = shared_tmp(comm, "mpiwf-ab-")
 
-    def once(v: tuple[str, Any, bool], n: int, tag: str) -> tuple[float, float]:
-        label, (mod, runner, config), on = v
-        cfg = config.from_env(progress_interval=0, rundir=os.path.join(tmp, "run"))
+    def once(v: tuple[str, Any, bool, dict[str, str]], n: int, tag: str) -> tuple[float, float]:
+        label, (mod, runner, config), on, env = v
+        rundir = os.path.join(tmp, "run")
+        cfg = (config.from_env({**os.environ, **env}, progress_interval=0, rundir=rundir)
+               if env else config.from_env(progress_interval=0, rundir=rundir))
         path = os.path.join(tmp, f"{tag}.h5") if on else None
 
         def build() -> Any:
@@ -116,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         shape = "a DAG of 100 sets" if a.dag else "one set"
         print(f"# {a.tasks} null tasks ({shape}), {a.rounds} rounds, {comm.size} ranks; "
               f"cost against {first}")
-        for label, _, on in versions:
+        for label, _, on, _env in versions:
             v = res[label]
             rate = statistics.median(x[0] for x in v)
             own = sorted(b[0] / x[0] - 1 for x, b in zip(v, base))

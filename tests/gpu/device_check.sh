@@ -178,47 +178,24 @@ if [ "${SKIP_DISPATCH:-0}" != 1 ]; then
 fi
 
 # 7. the trace's cost where rank 0 has a core to spare (NP_SPARE ranks, default 15 on
-#    16 cores, not bound): rounds of 10^6 null tasks (SPARE_TASKS) with no trace, the
-#    trace written by rank 0's loop and by its writer thread (benchmarks/README.md)
+#    16 cores, not bound): SPARE_ROUNDS rounds of 10^6 null tasks (SPARE_TASKS) with no
+#    trace, the trace written by rank 0's loop and by its writer thread, side by side
+#    in one job (benchmarks/ab_versions.py; benchmarks/README.md)
 NP_SPARE=${NP_SPARE:-15}
 SPARE_TASKS=${SPARE_TASKS:-1000000}
 SPARE_ROUNDS=${SPARE_ROUNDS:-5}
 if [ "${SKIP_SPARE:-0}" != 1 ]; then
-    echo "== spare: $SPARE_ROUNDS rounds x (off, loop, thread) at $NP_SPARE ranks"
     XENV=""
-    [ $OPENMPI = 1 ] && XENV="-x MPIWF_TRACE_THREAD --bind-to none"
-    : > "$OUT/spare.log"
-    kinds=(off loop thread)
-    for r in $(seq 0 $((SPARE_ROUNDS - 1))); do
-        for j in 0 1 2; do
-            v=${kinds[$(( (r + j) % 3 ))]}
-            args=""; [ "$v" = off ] && args=--no-trace
-            thr=off; [ "$v" = thread ] && thr=on
-            MPIWF_TRACE_THREAD=$thr timeout -k 5 90 "$MPIEXEC" -n "$NP_SPARE" $XENV "$PY" \
-                benchmarks/run_once.py --tasks "$SPARE_TASKS" $args 2>&1 \
-                | grep -a -m1 'rate=' | sed "s/^/$v /" >> "$OUT/spare.log"
-        done
-    done
-    if detail=$("$PY" - "$OUT/spare.log" <<'EOF'
-import re, statistics as st, sys
-d = {}
-for line in open(sys.argv[1]):
-    m = re.match(r"(\w+) .*rate=(\d+)", line)
-    if m:
-        d.setdefault(m[1], []).append(int(m[2]))
-off = st.median(d["off"])
-out = [f"off {off:,.0f}/s"]
-for k in ("loop", "thread"):
-    m = st.median(d[k])
-    out.append(f"{k} {m:,.0f}/s ({m / off - 1:+.1%})")
-print(f"medians of {len(d['off'])}: " + ", ".join(out))
-EOF
-    ); then
-        row "trace cost, spare core x$NP_SPARE" PASS "$detail"
+    [ $OPENMPI = 1 ] && XENV="--bind-to none"
+    # one job, the three settings rotated round by round (benchmarks/ab_versions.py)
+    if step spare 300 "$MPIEXEC" -n "$NP_SPARE" $XENV "$PY" benchmarks/ab_versions.py \
+            off=.:off loop=.:on:MPIWF_TRACE_THREAD=off thread=.:on:MPIWF_TRACE_THREAD=on \
+            --tasks "$SPARE_TASKS" --rounds "$SPARE_ROUNDS"; then
+        row "trace cost, spare core x$NP_SPARE" PASS "$(grep -aE '^(off|loop|thread) ' \
+            "$OUT/spare.log" | awk '{printf "%s %s/s cost %s rounds %s; ", $1, $3, $6, $9}')"
     else
         row "trace cost, spare core x$NP_SPARE" FAIL "see spare.log"
     fi
-    cat "$OUT/spare.log"
 fi
 
 echo
