@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         c, t = time.process_time(), time.perf_counter()
         runner.run(build, cfg, trace_path=path, comm=comm)
         t, c = time.perf_counter() - t, time.process_time() - c
-        if comm.rank == 0 and path is not None:
+        if comm.rank == 0 and path is not None and os.path.exists(path):
             os.remove(path)  # a fresh file every time, as a user's run writes
         return n / t, c / n * 1e6
 
