@@ -434,11 +434,14 @@ class TraceWriter:
             raise TraceError(f"{self.path}: trace write failed: {exc}") from exc
 
     # ------------------------------------------------------------------ metadata
+    def _ready(self) -> None:
+        """Before metadata is written: the writer thread idle, the run group laid out."""
+        self.sync()
+        self.start()  # nothing once it is
+
     def set_attr(self, key: str, value: Any) -> None:
         """Set a run attribute (non-scalars are stored as JSON text)."""
-        self.sync()
-        if self.g is None:
-            self.start()
+        self._ready()
         if isinstance(value, (bool, int, float, str, np.integer, np.floating)):
             self.g.attrs[key] = value
         else:
@@ -447,9 +450,7 @@ class TraceWriter:
     def write_workers(self, workers: Sequence[WorkerSpec],
                       extra: Sequence[dict[str, Any]] | None = None) -> None:
         """(Re)write the worker table."""
-        self.sync()
-        if self.g is None:
-            self.start()
+        self._ready()
         rows = []
         for i, w in enumerate(workers):
             d = w.as_dict()
@@ -465,9 +466,7 @@ class TraceWriter:
         ``created``: when they were added to the run (seconds since ``start_time``);
         ``upto``: write only the sets before this one (start() writes the workflow's
         own, a later call those added after the writer was made, with their time)."""
-        self.sync()
-        if self.g is None:
-            self.start()
+        self._ready()
         wf = self.wf
         desc = wf.describe()[:upto]
         new = desc[self._nsets_written:]
