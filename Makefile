@@ -36,10 +36,10 @@ $(STAMP): setup.cfg pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check .
+	$(PY) -m ruff check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy mpiwf
+	$(PY) -m mypy mpiwf
 
 unit: $(STAMP)
 	$(PY) -m pytest -q --timeout=300 tests/unit

@@ -4,6 +4,7 @@ Every launch is bounded by MPIEXEC_TIMEOUT and a subprocess timeout."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -21,6 +22,21 @@ MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 pytestmark = pytest.mark.skipif(not os.path.exists(MPIEXEC) and not shutil.which("mpiexec"),
                                 reason="no mpiexec next to the interpreter or on PATH")
 BOUND = 60  # seconds any one launch may take before the test fails
+
+
+@functools.cache
+def _hydra() -> bool:
+    """``mpiexec`` is MPICH's Hydra (the PyPI wheel's): the default of ``make test``.
+    Otherwise (``MPIWF_SYSTEM_MPI=1`` with Open MPI, say) the launcher-specific parts
+    of these tests follow that launcher: no ``-disable-auto-cleanup``, and its own exit
+    status when it is signalled or takes a job down."""
+    exe = MPIEXEC if os.path.exists(MPIEXEC) else shutil.which("mpiexec") or "mpiexec"
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "HYDRA" in out
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -47,7 +63,8 @@ def test_kill_9_worker_trace_keeps_finished_and_resume_completes(tmp_path) -> No
     # d's worker dies 0.1 s into it, so rank 0 has been idle long enough to write the
     # results it holds (killed at once, it could die first: "at most IDLE_FLUSH of
     # results"); d's re-run on another worker sleeps 2 s, longer than MPICH lets the
-    # survivors live (a second at most), so it never finishes in this run
+    # survivors live (a second at most), so it never finishes in this run. Open MPI's
+    # mpirun takes the job down by itself (SIGTERM to rank 0, which closes the trace)
     marker = tmp_path / "died"
     spec = _write(str(tmp_path / "k.yaml"), f"""
 sets:
@@ -59,7 +76,7 @@ sets:
     rd = str(tmp_path / "run")
     t0 = time.monotonic()
     p = subprocess.run(_mpiwf(4, spec, "--trace", trace, "--rundir", rd,
-                              mpi_flags=("-disable-auto-cleanup",)),
+                              mpi_flags=("-disable-auto-cleanup",) if _hydra() else ()),
                        env=_env(), capture_output=True, text=True,
                        timeout=BOUND + 30)
     elapsed = time.monotonic() - t0
@@ -115,7 +132,11 @@ sets:
     assert time.monotonic() - t0 < BOUND
     tr = load(trace)
     done = set(tr.tasks["task"][tr.tasks["status"] == 4].tolist())
-    assert 0 < len(done) < 60
+    assert 0 < len(done) <= 60 and done <= set(range(60))
+    if _hydra():
+        # Hydra takes the job down at once; Open MPI's mpirun ~1 s later, by which
+        # time rank 0 may have re-run the lost worker's task and finished the rest
+        assert len(done) < 60
     p2 = subprocess.run(_mpiwf(4, spec, "--trace", trace, "--resume", trace,
                                "--rundir", str(tmp_path / "r")),
                         env=_env(), capture_output=True, text=True, timeout=BOUND + 30)
@@ -175,7 +196,8 @@ sets:
     p.send_signal(sig)  # mpiexec forwards it to every rank; workers ignore it
     out, err = p.communicate(timeout=BOUND)
     name = signal.Signals(sig).name
-    assert p.returncode == 3, out + err
+    # mpiwf's own status; Open MPI's mpirun, signalled itself, ends with its own (1)
+    assert p.returncode == 3 if n == 1 or _hydra() else p.returncode != 0, out + err
     assert f"stopped early: received {name}" in out
     tr = load(trace)
     assert tr.partial and name in str(tr.attrs.get("stop_reason"))
