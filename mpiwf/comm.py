@@ -153,6 +153,11 @@ class MPIEndpoint(Endpoint):
 
         self.MPI = MPI
         self.comm = comm.Dup()
+        #: a communicator of its own for multi-rank tasks' sub-communicators: Open MPI
+        #: (4.1) sends ``Create_group``'s own messages on the parent communicator with
+        #: the caller's tag, where a waiting worker's wildcard probe on :attr:`comm`
+        #: would take them for tasks (and fail to unpickle them)
+        self.groups = comm.Dup()
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
         self._reqs: list[Any] = []
@@ -244,8 +249,9 @@ class MPIEndpoint(Endpoint):
         for dt in self._types.values():
             dt.Free()
         self._types = {}
-        if self.comm != self.MPI.COMM_NULL:
-            self.comm.Free()
+        for c in (self.groups, self.comm):
+            if c != self.MPI.COMM_NULL:
+                c.Free()
 
     def barrier(self, backoff: Backoff) -> None:
         """A barrier that waits politely (``Ibarrier``, then ``Test`` with ``backoff``):

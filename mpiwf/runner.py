@@ -297,11 +297,15 @@ def _backoff(cfg: Config, start: bool = False) -> Any:
 
 def _gang_comm_factory(ep: MPIEndpoint) -> Callable[[Sequence[int]], Any]:
     """Sub-communicator over a multi-rank task's gang (``Create_group``: collective
-    over the gang's ranks only, so other workers keep running)."""
+    over the gang's ranks only, so other workers keep running), made from the
+    endpoint's :attr:`~mpiwf.comm.MPIEndpoint.groups`, never from the communicator the
+    tasks travel on."""
     def make(ranks: Sequence[int]) -> Any:
-        grp = ep.comm.Get_group().Incl(list(ranks))
+        everyone = ep.groups.Get_group()
+        grp = everyone.Incl(list(ranks))
+        everyone.Free()
         try:
-            return ep.comm.Create_group(grp, tag=ranks[0])
+            return ep.groups.Create_group(grp, tag=ranks[0])
         finally:
             grp.Free()
     return make
