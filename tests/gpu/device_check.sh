@@ -10,7 +10,11 @@
 # Environment: PY (default python3), MPIEXEC (default mpiexec), OUT (output folder,
 # default a new temporary one), MIX_SPEC (the run's spec, default
 # tests/gpu/gpu_mix.json), BENCH_ARGS (e.g. --quick for a dry run). Open MPI as root
-# is allowed here.
+# is allowed here. A dry run without a GPU (its GPU steps fail with mpiwf's own line,
+# the MPI tier and both benchmarks run), e.g. against Debian's Open MPI on 2 cores:
+#   OMPI_MCA_rmaps_base_oversubscribe=1 PY=.venv/bin/python MPIEXEC=/usr/bin/mpiexec \
+#   NP_DISPATCH=2 NP_SPARE=2 SPARE_TASKS=20000 SPARE_ROUNDS=2 DISPATCH_ARGS=--quick \
+#   BENCH_ARGS=--quick tests/gpu/device_check.sh
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 ROOT=$(pwd)
@@ -32,6 +36,10 @@ row() {  # step, status, detail
     printf '%s|%s|%s\n' "$1" "$2" "$3" >> "$TABLE"
     [ "$2" = FAIL ] && FAILED=1
     echo "== $1: $2 $3"
+}
+
+first_line() {  # mpiwf's own line of a failed step's log (not the launcher's banner)
+    grep -a -m1 -E '^(mpiwf|gpu_bench)[^:]*:' "$1" || tail -n 1 "$1"
 }
 
 step() {  # name, seconds, command...: run bounded, log to $OUT/name.log
@@ -93,7 +101,7 @@ if step doctor 120 "$MPIEXEC" -n 5 "$PY" -m mpiwf doctor --layout tests/gpu/shar
         row "doctor, 4 ranks on 1 GPU" FAIL "$n workers on real GPU 0 (want 4)"
     fi
 else
-    row "doctor, 4 ranks on 1 GPU" FAIL "$(tail -1 "$OUT/doctor.log")"
+    row "doctor, 4 ranks on 1 GPU" FAIL "$(first_line "$OUT/doctor.log")"
 fi
 
 # 3. a run: GPU kernels, CPU kernels and executables on 4 ranks sharing the GPU
@@ -129,7 +137,7 @@ EOF
         row "run, 4 ranks share GPU" FAIL "trace check failed: $(echo "$detail" | tail -1)"
     fi
 else
-    row "run, 4 ranks share GPU" FAIL "$(tail -1 "$OUT/run-shared.log")"
+    row "run, 4 ranks share GPU" FAIL "$(first_line "$OUT/run-shared.log")"
 fi
 
 # 4. the whole MPI tier at 4 ranks under this MPI (multi-rank tasks, binding, doctor,
@@ -162,7 +170,7 @@ fi
 if step bench 300 "$PY" tests/gpu/gpu_bench.py "$OUT/gpu-bench.json" "${BENCH_ARGS:-}"; then
     row "kernel timings" PASS "$OUT/gpu-bench.json"
 else
-    row "kernel timings" FAIL "see bench.log"
+    row "kernel timings" FAIL "$(first_line "$OUT/bench.log")"
 fi
 
 # 6. dispatch throughput on all cores of the machine (benchmarks/README.md records it)

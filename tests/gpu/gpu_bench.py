@@ -39,7 +39,11 @@ def raw_gemm_peak(cp: Any, sizes: tuple[int, ...], work: float = 2e13) -> tuple[
 
 def main(out: str, quick: bool = False) -> int:
     """Measure and write the rows to ``out`` (``quick``: tiny sizes, a dry run)."""
-    import cupy as cp  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    try:
+        import cupy as cp  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError as exc:
+        sys.stderr.write(f"gpu_bench: needs CuPy and a GPU ({exc})\n")
+        return 2
 
     from mpiwf import gpu_kernels as gk
 
