@@ -141,7 +141,8 @@ def _column_bytes(nbytes: int, ncols: int, tag: int) -> int:
 
 
 class MPIEndpoint(Endpoint):
-    """mpi4py transport on its own communicator (``Dup`` on entry, ``Free`` on close).
+    """mpi4py transport on communicators of its own (two ``Dup`` on entry, one for the
+    task traffic, one for multi-rank tasks' sub-communicators; both freed on close).
 
     Sends are ``isend``; every request is kept until it completes (checked in
     batches, so the hot path does not test each one). Receives use matched probes
@@ -156,7 +157,8 @@ class MPIEndpoint(Endpoint):
         #: a communicator of its own for multi-rank tasks' sub-communicators: Open MPI
         #: (4.1) sends ``Create_group``'s own messages on the parent communicator with
         #: the caller's tag, where a waiting worker's wildcard probe on :attr:`comm`
-        #: would take them for tasks (and fail to unpickle them)
+        #: would take them for tasks (and fail to unpickle them). No wildcard receive
+        #: is posted on it, so ULFM failures are acknowledged on :attr:`comm` alone.
         self.groups = comm.Dup()
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()

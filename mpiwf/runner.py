@@ -226,6 +226,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
                 pass
         if size > 1:
             _abort_job(ep, exc)
+        _close_quietly(ep)  # one rank: nothing to take down; its communicators go
         raise
     finally:
         _restore_signals(old)
@@ -235,6 +236,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
     except BaseException as exc:  # the workers may not all be stopped: end the job
         if size > 1:
             _abort_job(ep, exc)
+        _close_quietly(ep)
         raise
     failure: BaseException | None = None
     if trace is not None:
@@ -262,10 +264,18 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
         ep.abort(EXIT_ABORTED)
     if size > 1:
         ep.barrier(_backoff(cfg, start=True))
-        ep.close()
+    ep.close()  # at one rank too: each run() duplicates the communicator twice
     if failure is not None:
         raise failure
     return summary
+
+
+def _close_quietly(ep: MPIEndpoint) -> None:
+    """Release the endpoint of a 1-rank run that is raising (its error goes on)."""
+    try:
+        ep.close()
+    except Exception:  # pragma: no cover - best effort, the first error matters
+        pass
 
 
 def _abort_job(ep: MPIEndpoint, exc: BaseException) -> None:
@@ -302,8 +312,10 @@ def _gang_comm_factory(ep: MPIEndpoint) -> Callable[[Sequence[int]], Any]:
     tasks travel on."""
     def make(ranks: Sequence[int]) -> Any:
         everyone = ep.groups.Get_group()
-        grp = everyone.Incl(list(ranks))
-        everyone.Free()
+        try:
+            grp = everyone.Incl(list(ranks))
+        finally:
+            everyone.Free()
         try:
             return ep.groups.Create_group(grp, tag=ranks[0])
         finally:

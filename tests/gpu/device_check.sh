@@ -38,8 +38,10 @@ row() {  # step, status, detail
     echo "== $1: $2 $3"
 }
 
-first_line() {  # mpiwf's own line of a failed step's log (not the launcher's banner)
-    grep -a -m1 -E '^(mpiwf|gpu_bench)[^:]*:' "$1" || tail -n 1 "$1"
+first_line() {  # mpiwf's own line of a failed step's log (not the launcher's banner):
+    # its error line, else its first line, else the log's last
+    grep -a -m1 -E '^(mpiwf|gpu_bench)[^:]*:.*(error|FAILED|needs)' "$1" \
+        || grep -a -m1 -E '^(mpiwf|gpu_bench)[^:]*:' "$1" || tail -n 1 "$1"
 }
 
 step() {  # name, seconds, command...: run bounded, log to $OUT/name.log

@@ -48,7 +48,11 @@ def main(out: str, quick: bool = False) -> int:
     from mpiwf import gpu_kernels as gk
 
     rows: list[dict[str, Any]] = []
-    name = cp.cuda.runtime.getDeviceProperties(0)["name"]
+    try:
+        name = cp.cuda.runtime.getDeviceProperties(0)["name"]
+    except cp.cuda.runtime.CUDARuntimeError as exc:  # CuPy, but no usable device
+        sys.stderr.write(f"gpu_bench: needs CuPy and a GPU ({exc})\n")
+        return 2
     name = name.decode() if isinstance(name, bytes) else str(name)
     k = 16 if quick else 1  # sizes divided by k
     peak, peak_n = raw_gemm_peak(cp, (4096 // k, 8192 // k, 16384 // k),

@@ -25,18 +25,19 @@ BOUND = 60  # seconds any one launch may take before the test fails
 
 
 @functools.cache
-def _hydra() -> bool:
-    """``mpiexec`` is MPICH's Hydra (the PyPI wheel's): the default of ``make test``.
-    Otherwise (``MPIWF_SYSTEM_MPI=1`` with Open MPI, say) the launcher-specific parts
-    of these tests follow that launcher: no ``-disable-auto-cleanup``, and its own exit
-    status when it is signalled or takes a job down."""
+def _openmpi() -> bool:
+    """``mpiexec`` is Open MPI's (``MPIWF_SYSTEM_MPI=1`` with Open MPI): the
+    launcher-specific parts of these tests follow it (no ``-disable-auto-cleanup``,
+    longer tasks as it takes a job down ~1 s after a rank dies, its own exit status
+    when it is signalled or takes a job down). Anything else is taken for MPICH's
+    Hydra (the PyPI wheel's, the default of ``make test``), and checked as strictly."""
     exe = MPIEXEC if os.path.exists(MPIEXEC) else shutil.which("mpiexec") or "mpiexec"
     try:
         out = subprocess.run([exe, "--version"], capture_output=True, text=True,
                              timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return False
-    return "HYDRA" in out
+    return "Open MPI" in out or "OpenRTE" in out
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -76,7 +77,7 @@ sets:
     rd = str(tmp_path / "run")
     t0 = time.monotonic()
     p = subprocess.run(_mpiwf(4, spec, "--trace", trace, "--rundir", rd,
-                              mpi_flags=("-disable-auto-cleanup",) if _hydra() else ()),
+                              mpi_flags=() if _openmpi() else ("-disable-auto-cleanup",)),
                        env=_env(), capture_output=True, text=True,
                        timeout=BOUND + 30)
     elapsed = time.monotonic() - t0
@@ -112,9 +113,12 @@ sets:
 def test_outside_kill_9_of_a_worker_plain_mpiexec(tmp_path) -> None:
     """The acceptance scenario: plain ``mpiexec -n 4``, ``kill -9`` of a worker."""
     piddir = tmp_path / "pids"
+    # 1 s of work on 3 workers; 4 s under Open MPI, whose mpirun takes the job down
+    # ~1 s after the kill (Hydra at once): rank 0 could re-run the lost task and finish
+    nap = 0.2 if _openmpi() else 0.05
     spec = _write(str(tmp_path / "p.yaml"), f"""
 sets:
-  - {{name: a, n: 60, kernel: "relkernels:pid_sleep", args: ["{piddir}", 0.05]}}
+  - {{name: a, n: 60, kernel: "relkernels:pid_sleep", args: ["{piddir}", {nap}]}}
 """)
     trace = str(tmp_path / "t.h5")
     t0 = time.monotonic()
@@ -129,14 +133,11 @@ sets:
     os.kill(victim, signal.SIGKILL)
     out, err = p.communicate(timeout=BOUND)
     assert p.returncode != 0, out + err
+    assert p.returncode == 137 or not _openmpi(), out + err  # mpirun's own, as documented
     assert time.monotonic() - t0 < BOUND
     tr = load(trace)
     done = set(tr.tasks["task"][tr.tasks["status"] == 4].tolist())
-    assert 0 < len(done) <= 60 and done <= set(range(60))
-    if _hydra():
-        # Hydra takes the job down at once; Open MPI's mpirun ~1 s later, by which
-        # time rank 0 may have re-run the lost worker's task and finished the rest
-        assert len(done) < 60
+    assert 0 < len(done) < 60
     p2 = subprocess.run(_mpiwf(4, spec, "--trace", trace, "--resume", trace,
                                "--rundir", str(tmp_path / "r")),
                         env=_env(), capture_output=True, text=True, timeout=BOUND + 30)
@@ -197,7 +198,7 @@ sets:
     out, err = p.communicate(timeout=BOUND)
     name = signal.Signals(sig).name
     # mpiwf's own status; Open MPI's mpirun, signalled itself, ends with its own (1)
-    assert p.returncode == 3 if n == 1 or _hydra() else p.returncode != 0, out + err
+    assert p.returncode == (1 if n > 1 and _openmpi() else 3), out + err
     assert f"stopped early: received {name}" in out
     tr = load(trace)
     assert tr.partial and name in str(tr.attrs.get("stop_reason"))
