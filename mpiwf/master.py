@@ -964,6 +964,8 @@ class Master:
             self._send_stops()
         if trace is not None:
             self._record_unrun()
+            if self.skip_done:  # how many of the recorded ones were counted done
+                trace.set_attr("resumed_done", self.sched.n_resumed)
             trace.flush()
         if self.cfg.progress_interval and sys.stderr.isatty():
             sys.stderr.write("\n")
@@ -991,7 +993,12 @@ class Master:
     def _skip_recorded(self) -> None:
         """Resume: tasks recorded done in an earlier run count as done now."""
         n = self.sched.mark_done(self.skip_done)
-        log.info("resume: %d task(s) already done", n)
+        wait = len(self.sched.resume_left)
+        if wait:
+            log.info("resume: %d task(s) already done; %d more once their stage opens", n,
+                     wait)
+        else:
+            log.info("resume: %d task(s) already done", n)
 
     def _stop_dispatching(self) -> None:
         if not self._cancel_sent:  # workers drop their prefetched tasks (reported cancelled)

@@ -151,7 +151,9 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
                              **versions(), **mpi_versions(), **(attrs or {})}
                 if resume:
                     run_attrs["resumed_from"] = os.path.abspath(resume)
-                    run_attrs["resumed_done"] = len(skip)
+                    # the ids the file records done; rank 0 adds resumed_done (how
+                    # many of them were counted done) as the run ends
+                    run_attrs["resumed_recorded"] = len(skip)
                 extra = [{"pid": infos[w.rank]["pid"], "clock_offset": offsets[i]}
                          for i, w in enumerate(workers)]
                 trace = TraceWriter(trace_path, wf, workers, run_attrs, start_time=t0,

@@ -147,6 +147,11 @@ class Scheduler:
         self.stage_left: list[int] = []
         self.stage_lo = 0
         self.held: dict[int, list[tuple[int, int, int]]] = {}
+        # ---- resume: tasks recorded done that are not counted done yet (a stage the
+        # window holds), and how many have been counted (see mark_done)
+        self.resume_left: set[int] = set()
+        self.n_resumed = 0
+        self._resuming = False
         # ---- ledger
         nodes = sorted({w.node for w in self.workers})
         self.node_ids = nodes
@@ -652,27 +657,46 @@ class Scheduler:
 
     def mark_done(self, tids: Iterable[int]) -> int:
         """Count tasks as done without running them (resuming from a trace); each is
-        taken when it becomes ready, so dependents are released in order.
+        taken when it becomes ready, so dependents are released in order. A task of a
+        stage the window (``sequential``, ``doa=K``) still holds is counted done when
+        its stage opens, before anything can dispatch it (``resume_left`` holds those
+        until then; ``n_resumed`` counts all counted so far).
 
         Returns:
-            How many were marked.
+            How many were marked now.
         """
-        todo = sorted(t for t in set(tids) if 0 <= t < self.ntasks)
+        self.resume_left.update(t for t in tids if 0 <= t < self.ntasks)
+        return self._mark_resumed()
+
+    def _mark_resumed(self) -> int:
+        """Count the tasks of ``resume_left`` that are ready now as done, and those
+        their marking makes ready, in id order (a parent before its children: one pass
+        for a workflow numbered in order); those still pending wait."""
+        if self._resuming:  # called back through task_done -> _advance_stages
+            return 0
+        self._resuming = True
         marked = 0
-        while todo:
-            rest = []
-            for tid in todo:
-                if self.state[tid] == READY:
-                    self._unready(self._sid(tid), tid)
-                    self._set_state(tid, DISPATCHED)
-                    self.running[tid] = ()
-                    self.task_done(tid)
-                    marked += 1
-                elif self.state[tid] == PENDING:
-                    rest.append(tid)
-            if len(rest) == len(todo):
-                break
-            todo = rest
+        try:
+            left = self.resume_left
+            while left:
+                progress = False
+                for tid in sorted(left):
+                    st = self.state[tid]
+                    if st == READY:
+                        self._unready(self._sid(tid), tid)
+                        self._set_state(tid, DISPATCHED)
+                        self.running[tid] = ()
+                        self.task_done(tid)
+                        marked += 1
+                        progress = True
+                        left.discard(tid)
+                    elif st != PENDING:  # skipped or cancelled meanwhile: not to be counted
+                        left.discard(tid)
+                if not progress:
+                    break
+        finally:
+            self._resuming = False
+        self.n_resumed += marked
         return marked
 
     def cancel_running(self, tid: int) -> None:
@@ -1001,6 +1025,8 @@ class Scheduler:
                     for tid in range(a, b):
                         if self.state[tid] == PENDING:
                             self._eligible(sid, tid, tid + 1)
+        if self.resume_left:
+            self._mark_resumed()  # a resumed run's tasks of the stages just opened
 
     def _fail_dependents(self, tid: int, sid: int) -> None:
         if not self.s_dead[sid]:

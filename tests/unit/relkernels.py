@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
 
 
@@ -55,3 +56,18 @@ def launcher_env() -> list[str]:
 def stop_once(marker: str, seconds: float = 0.0) -> int:
     """SIGSTOP this process the first time (a hung worker: alive, silent); later sleep."""
     return _signal_once(marker, signal.SIGSTOP, seconds)
+
+
+def fail_unless(path: str) -> str:
+    """Fail until ``path`` exists (an input the user provides before resuming)."""
+    if not os.path.exists(path):
+        raise RuntimeError(f"input missing: {path}")
+    return path
+
+
+def count_run(rundir: str, tag: str) -> int:
+    """Leave one new file in ``rundir`` per execution (to count how often tasks ran)."""
+    os.makedirs(rundir, exist_ok=True)
+    fd, _ = tempfile.mkstemp(prefix=f"{tag}-", dir=rundir)
+    os.close(fd)
+    return os.getpid()

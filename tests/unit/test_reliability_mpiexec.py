@@ -110,6 +110,32 @@ sets:
     assert "--resume" in p3.stderr and "39 tasks" in p3.stderr
 
 
+def test_resume_in_sequential_mode_runs_no_recorded_task_again(tmp_path) -> None:
+    """Stage 0 failed, stage 1 succeeded; once the input is fixed, a resume in the
+    same mode runs stage 0 alone: stage 1's tasks are counted done when it opens."""
+    fixed, runs = tmp_path / "fixed", tmp_path / "runs"
+    spec = _write(str(tmp_path / "s.yaml"), f"""
+stages: [[a], [b]]
+sets:
+  - {{name: a, kernel: "relkernels:fail_unless", args: ["{fixed}"]}}
+  - {{name: b, n: 4, kernel: "relkernels:count_run", args: ["{runs}", b]}}
+""")
+    trace, rd = str(tmp_path / "t.h5"), str(tmp_path / "run")
+    p = subprocess.run(_mpiwf(2, spec, "--mode", "sequential", "--trace", trace, "--rundir", rd),
+                       env=_env(), capture_output=True, text=True, timeout=BOUND + 30)
+    assert p.returncode == 1 and "4/5 tasks done, 1 failed" in p.stdout, p.stdout + p.stderr
+    assert len(os.listdir(runs)) == 4
+    fixed.touch()
+    p2 = subprocess.run(_mpiwf(2, spec, "--mode", "sequential", "--trace", trace, "--rundir", rd,
+                               "--resume", trace), env=_env(), capture_output=True, text=True,
+                        timeout=BOUND + 30)
+    assert p2.returncode == 0, p2.stdout + p2.stderr
+    assert len(os.listdir(runs)) == 4  # b did not run again
+    tr = load(trace)
+    assert tr.tasks["task"].tolist() == [0] and (tr.tasks["status"] == 4).all()
+    assert tr.attrs["resumed_recorded"] == 4 and tr.attrs["resumed_done"] == 4
+
+
 def test_outside_kill_9_of_a_worker_plain_mpiexec(tmp_path) -> None:
     """The acceptance scenario: plain ``mpiexec -n 4``, ``kill -9`` of a worker."""
     piddir = tmp_path / "pids"

@@ -225,3 +225,31 @@ def test_a_set_no_remaining_worker_can_hold_is_unplaceable() -> None:
     assert s.worker_lost(0) == [0, 1, 2, 3]
     # two 1-core workers add up to 2 cores on the node, but no one of them has 2
     assert s.unplaceable() == [0]
+
+
+@pytest.mark.parametrize("window", [0, 1, 2])
+def test_resume_counts_recorded_tasks_of_held_stages_done_when_they_open(window: int) -> None:
+    """A resume in ``sequential`` (window 1) or ``doa=K`` mode: tasks recorded done in
+    stages the window still holds are counted done when their stage opens, never
+    dispatched (they used to stay pending and run again)."""
+    wf = Workflow()
+    wf.add_set("a", 1)           # failed in the first run: runs again
+    wf.add_set("b", 4)           # done in the first run
+    wf.add_set("c", 2, after=["b"])  # b's children: c0 done, c1 not
+    wf.add_set("d", 1)
+    wf.set_stage_order([["a"], ["b"], ["c", "d"]])
+    s = Scheduler(wf, uniform_workers(1, 2), window=window, validate=True)
+    s.start()
+    recorded = {1, 2, 3, 4, 5}
+    marked = s.mark_done(recorded)
+    assert marked == {0: 5, 1: 0, 2: 4}[window]  # the open stages' now, the rest later
+    ran = []
+    while not s.finished:
+        batch = s.schedule()
+        assert batch, "stalled"
+        for tid, _ in batch:
+            assert tid not in recorded, (window, tid)
+            ran.append(tid)
+            s.task_done(tid)
+    assert sorted(ran) == [0, 6, 7]
+    assert s.n_resumed == 5 and not s.resume_left and s.n_done == 8
