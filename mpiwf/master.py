@@ -368,10 +368,13 @@ class Master:
         running = {t: g for t, g in self.sched.running.items() if w in g}
         attempts = self.sched.attempts
         tried = {t: attempts.get(t, 0) for t in running}  # the lost attempts' numbers
+        # and their ready times, before the re-queue stamps the next attempt's
+        ready = {t: self.sched.ready_at[t] for t in running}
+        now = time.time()
+        self.sched.now = now  # the next attempts are ready from now on
         hit = self.sched.worker_lost(w)
         self.lost_ranks.append(rank)
         log.error("worker rank %d lost (%s); re-queued %d task(s)", rank, why, len(hit))
-        now = time.time()
         for tid in hit:
             ts = self.wf.set_of(tid)
             gang = running.get(tid) or (w,)
@@ -383,7 +386,8 @@ class Master:
                 self.trace.add((tid, ts.sid, tid - ts.offset, att, STATUS_LOST,
                                 self.rank_of[gang[0]], len(gang), self.node_of[gang[0]],
                                 ts.cores, ts.gpus, self.created.a[tid],
-                                self.sched.ready_at[tid] - self.t0, d, d, now - self.t0,
+                                ready.get(tid, self.sched.ready_at[tid]) - self.t0, d, d,
+                                now - self.t0,
                                 now - self.t0))
                 self.trace.add_error(tid, att, rank, self.workers[w].host, "WorkerLost",
                                      why, "")

@@ -101,7 +101,8 @@ def test_dead_worker_is_lost_and_its_tasks_rerun_elsewhere(tmp_path) -> None:
 
     def setup(m: Master) -> None:  # rank 3 never answers; its process is gone
         m.local_pids = {3: dead}
-        m.liveness_interval = 0.05
+        m.liveness_interval = 0.1
+        m._last_check = time.monotonic()  # found 0.1 s in, after other results came
 
     cfg = Config(progress_interval=0, validate=True, prefetch=0)
     s, m = _threads(wf, [1, 2], 3, cfg, trace=tw, setup=setup)
@@ -110,6 +111,11 @@ def test_dead_worker_is_lost_and_its_tasks_rerun_elsewhere(tmp_path) -> None:
     t = load(path).tasks
     lost = t[t["status"] == STATUS_LOST]
     assert len(lost) >= 1 and set(lost["worker"].tolist()) == {3}
+    # every row in time order, the lost attempt's too (its ready time was read after
+    # the re-queue had stamped the next attempt's)
+    order = ["created", "ready", "dispatched", "started", "ended", "received"]
+    for a, b in zip(order, order[1:]):
+        assert np.all(t[a] <= t[b] + 1e-9), (a, b, t[t[a] > t[b] + 1e-9])
     done = t[t["status"] == 4]
     assert sorted(done["task"].tolist()) == list(range(13))
     assert 3 not in set(done["worker"].tolist())
