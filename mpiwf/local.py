@@ -46,7 +46,8 @@ def run_threads(workflow: Workflow, config: Config | None = None, *, nworkers: i
     cfg = config or Config(progress_interval=0, validate=True)
     hub = QueueHub(nworkers + 1)
     ranks = range(1, nworkers + 1) if worker_ranks is None else worker_ranks
-    threads = [threading.Thread(target=Worker(hub.endpoint(r), Executor(r, cfg.rundir),
+    threads = [threading.Thread(target=Worker(hub.endpoint(r),
+                                              Executor(r, cfg.rundir, interruptible=False),
                                               result_flush=cfg.result_flush,
                                               max_batch=cfg.result_batch).run,
                                 name=f"mpiwf-worker-{r}", daemon=True) for r in ranks]

@@ -181,7 +181,7 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
     gpus, virt = (mine.gpu_ids, mine.virtual_gpu) if mine is not None else ((), False)
     if rank != 0:
         ex = Executor(rank, cfg.rundir, gpus=gpus, virtual_gpu=virt,
-                      comm_factory=_gang_comm_factory(ep))
+                      comm_factory=_gang_comm_factory(ep), interruptible=False)
         # A batch system or mpiexec signals every rank; rank 0 alone decides how the run
         # ends (it drains, STOPs the workers and flushes), so workers ignore the signals.
         old_sig = _ignore_signals()

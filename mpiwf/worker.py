@@ -53,11 +53,17 @@ class Executor:
         gpus: GPU ids bound to this worker.
         virtual_gpu: those GPUs are virtual.
         comm_factory: ``f(gang_ranks) -> communicator`` for multi-rank tasks.
+        interruptible: a ``KeyboardInterrupt`` out of a kernel ends the run (rank 0
+            of a 1-rank run: Ctrl-C). ``False`` on a worker rank, which ignores
+            SIGINT: there only a kernel raises it, and it is that task's error, as
+            any other exception is, not the rank's silent end.
     """
 
     def __init__(self, rank: int = 0, rundir: str = ".", gpus: tuple[int, ...] = (),
-                 virtual_gpu: bool = False, comm_factory: Any = None) -> None:
+                 virtual_gpu: bool = False, comm_factory: Any = None,
+                 interruptible: bool = True) -> None:
         self.rank = rank
+        self.interruptible = interruptible
         self.host = socket.gethostname()
         self.rundir = rundir
         self.gpus = gpus
@@ -100,8 +106,12 @@ class Executor:
                 value = fn(*args, inputs=inputs, **kwargs)
             else:
                 value = fn(*args, **kwargs)
-        except KeyboardInterrupt:
-            raise
+        except KeyboardInterrupt as exc:
+            if self.interruptible:
+                raise
+            status = STATUS_ERROR
+            err = ("KeyboardInterrupt", str(exc), traceback.format_exc(), self.rank, self.host)
+            value = None
         except TaskTimeout as exc:
             status = STATUS_TIMEOUT
             err = ("TaskTimeout", str(exc), traceback.format_exc(), self.rank, self.host)

@@ -10,6 +10,7 @@ import time
 
 import h5py
 import numpy as np
+import pytest
 
 from mpiwf import Config, Workflow
 from mpiwf.local import run_threads
@@ -47,6 +48,33 @@ def test_timeout_interrupts_python_kernel_and_worker_stays_usable() -> None:
     assert r2[2] == STATUS_OK and r2[5] > 0
     # the timer is disarmed after a task: a later plain sleep is not interrupted
     time.sleep(0.4)
+
+
+def test_kernel_keyboard_interrupt_is_the_tasks_error_on_a_worker(tmp_path) -> None:
+    """A worker rank ignores SIGINT, so a KeyboardInterrupt there is the kernel's own:
+    that task's error (retried like any other), never the rank's silent end; rank 0
+    of a 1-rank run lets it stop the run (Ctrl-C)."""
+    wf = Workflow("t")
+    ts = wf.add_set("s", 1, "relkernels:interrupt")
+    ex = Executor(1, ".", interruptible=False)
+    ex.define([setdef(ts)])
+    r = _run(ex, ts.sid)
+    assert r[2] == STATUS_ERROR and r[6][0] == "KeyboardInterrupt" and "gave up" in r[6][1]
+    inline = Executor(0, ".")
+    inline.define([setdef(ts)])
+    with pytest.raises(KeyboardInterrupt):
+        _run(inline, ts.sid)
+    # over the in-process transport: the attempt fails, is retried, the run ends
+    wf2 = Workflow("k")
+    wf2.add_set("bad", 2, "relkernels:interrupt", retries=1)
+    wf2.add_set("ok", 3, "noop")
+    path = str(tmp_path / "k.h5")
+    tw = TraceWriter(path, wf2, uniform_workers(1, 2))
+    s, _ = run_threads(wf2, Config(progress_interval=0), nworkers=2, trace=tw,
+                       shutdown_timeout=5)
+    tw.close()
+    assert (s.done, s.failed) == (3, 2)
+    assert [e["type"] for e in load(path).errors].count("KeyboardInterrupt") == 4
 
 
 def test_isolated_child_is_killed_on_timeout() -> None:
