@@ -836,10 +836,42 @@ class Master:
         self.sched.now = now  # tasks made ready now are not stamped before their creation
         self.created.a[first:n] = now - self.t0
         self.sched.tasks_added()
+        kept = self.keep
         self._update_keep()
         if self.trace is not None:
             self.trace.sets_added(created=now - self.t0)
             self.trace.set_attr("ntasks", n)
+        self._refuse_lost_inputs(nsets, kept)
+
+    def _refuse_lost_inputs(self, nsets: int, kept: list[bool]) -> None:
+        """Sets added from ``nsets`` on that take ``inputs`` from tasks that finished
+        before they were added, whose values no set wanted then (rank 0 keeps a value
+        only while some set takes it as an input): they would get ``None`` in place of
+        those values, so they are given up (cancelled, with a failure that says why)
+        rather than run on wrong inputs."""
+        wf, state = self.wf, self.sched.state
+        for sid in range(nsets, len(wf.sets)):
+            ts = wf.sets[sid]
+            if not ts.inputs:
+                continue
+            lost: list[int] = [a for a, _ in self._in_sets.get(sid, ())
+                               if not (a < len(kept) and kept[a])
+                               and any(state[t] == DONE for t in wf.sets[a].task_ids())]
+            for tid in ts.task_ids():
+                for ta in self._in_edges.get(tid, ()):
+                    a = wf.set_of(ta).sid
+                    if not (a < len(kept) and kept[a]) and state[ta] == DONE and a not in lost:
+                        lost.append(a)
+            if not lost:
+                continue
+            names = ", ".join(wf.sets[a].name for a in lost)
+            why = (f"takes inputs from set(s) {names}, whose tasks finished before it was "
+                   "added and whose values were not kept; add it before they finish "
+                   "(or pass the values it needs as arguments)")
+            gone = self.sched.fail_set(sid)
+            log.error("set %s %s; %d task(s) cancelled", ts.name, why, len(gone))
+            if len(self.failures) < 100:
+                self.failures.append((ts.name, "InputsNotKept", why, 0))
 
     def add_sets_now(self) -> None:
         """Tell the run about sets added to the workflow outside a callback."""

@@ -51,6 +51,32 @@ def test_callbacks_grow_the_workflow(tmp_path) -> None:
         assert np.all(t[a] <= t[b])
 
 
+def test_added_set_with_inputs_gets_them_or_is_refused() -> None:
+    """A set added by a callback gets its parents' values when rank 0 still has them
+    (its parents are new, or still running); when they finished before it was added
+    and no set wanted their values then, it is refused (cancelled, with a failure
+    saying why), never run on ``None`` in place of them."""
+    wf = Workflow("dyn")
+    wf.add_set("a", 3, "echo", (7,))
+    wf.add_set("b", 1, "noop", after=["a"])
+    got: dict[str, list] = {}
+
+    def cb(ev: TaskEvent) -> None:
+        got.setdefault(ev.set, []).append(ev.value)
+        if ev.set == "b" and ev.ok and "late" not in wf.by_name:
+            wf.add_set("late", 1, "echo", after=["a"], inputs=True)  # a's values are gone
+            wf.add_set("x", 2, "echo", ("x",))
+            wf.add_set("y", 1, "echo", after=["x"], inputs=True)  # x is new: kept
+
+    s, m = run_threads(wf, 2, callbacks=[cb])
+    assert (s.done, s.cancelled, s.tasks) == (7, 1, 8) and not s.ok
+    assert "late" not in got
+    assert [f[:2] for f in m.failures] == [("late", "InputsNotKept")]
+    assert "set(s) a" in m.failures[0][2]
+    (y,) = got["y"]
+    assert sorted(v["task"] for v in y["inputs"]) == ["x[0]", "x[1]"]
+
+
 def test_pure_layers_do_not_import_mpi4py() -> None:
     assert "mpi4py" not in sys.modules or True  # other tests may import it; check below
     import subprocess
