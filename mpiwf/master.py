@@ -353,7 +353,8 @@ class Master:
             now = time.monotonic()
             for rank, seen in self.last_beat.items():
                 w = self.w_of_rank[rank]
-                if not self.sched.lost[w] and now - seen > self.heartbeat_timeout:
+                if not self.sched.lost[w] and now - seen > self.heartbeat_timeout \
+                        and not self._gang_heard(w, now):
                     found = True
                     self.worker_lost(w, f"no heartbeat from rank {rank} for "
                                      f"{now - seen:.1f} s (hung or unreachable)")
@@ -361,6 +362,18 @@ class Master:
             self._usr1 = False
             if not found:
                 self.request_stop("received SIGUSR1")
+
+    def _gang_heard(self, w: int, now: float) -> bool:
+        """A silent worker that runs a multi-rank task with a member heard from within
+        the heartbeat timeout is waiting for that member (in the task's collective,
+        where a heartbeat thread may not get through), not hung: once every member
+        is silent that long, all of them are lost."""
+        beat, rank_of, limit = self.last_beat, self.rank_of, self.heartbeat_timeout
+        for gang in self.sched.running.values():
+            if len(gang) > 1 and w in gang and any(
+                    m != w and now - beat.get(rank_of[m], -1e300) <= limit for m in gang):
+                return True
+        return False
 
     def worker_lost(self, w: int, why: str) -> list[int]:
         """Mark worker ``w`` lost: its tasks are re-queued (trace status ``lost``)."""

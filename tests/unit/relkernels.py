@@ -76,3 +76,14 @@ def count_run(rundir: str, tag: str) -> int:
 def interrupt() -> None:
     """Raise KeyboardInterrupt (a kernel's own, not a signal)."""
     raise KeyboardInterrupt("kernel gave up")
+
+
+def gang_wait(seconds: float) -> int:
+    """A multi-rank task out of balance: member 1 computes (sleeps) ``seconds`` while
+    the others wait for it in mpi4py's pickle-based ``allreduce``."""
+    import mpiwf
+
+    comm = mpiwf.context().comm
+    if comm.Get_rank() == 1:
+        time.sleep(seconds)
+    return int(comm.allreduce(1))

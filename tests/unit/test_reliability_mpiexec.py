@@ -136,6 +136,23 @@ sets:
     assert tr.attrs["resumed_recorded"] == 4 and tr.attrs["resumed_done"] == 4
 
 
+def test_gang_member_waiting_for_a_slow_member_is_not_lost(tmp_path) -> None:
+    """A member of a multi-rank task waiting in the task's collective for a member
+    still computing may send no heartbeat meanwhile; it is not hung while a gang-mate
+    is heard from (it used to be lost, and the job aborted)."""
+    spec = _write(str(tmp_path / "g.yaml"), """
+sets:
+  - {name: g, ranks: 2, kernel: "relkernels:gang_wait", args: [3.0]}
+""")
+    p = subprocess.run(_mpiwf(3, spec, "--trace", str(tmp_path / "t.h5"), "--rundir",
+                              str(tmp_path / "r")),
+                       env=_env(MPIWF_HEARTBEAT="0.2", MPIWF_HEARTBEAT_TIMEOUT="1.0"),
+                       capture_output=True, text=True, timeout=BOUND + 30)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "lost" not in p.stderr, p.stderr
+    assert "1/1 tasks done" in p.stdout
+
+
 def test_outside_kill_9_of_a_worker_plain_mpiexec(tmp_path) -> None:
     """The acceptance scenario: plain ``mpiexec -n 4``, ``kill -9`` of a worker."""
     piddir = tmp_path / "pids"
