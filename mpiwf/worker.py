@@ -228,11 +228,19 @@ class Worker:
                 elif tag == Tag.STOP:
                     stopping = True
                 elif tag == Tag.CANCEL:
+                    gangs: list[tuple[TaskMsg, int]] = []
                     while q:
-                        m, _sid = q.popleft()
+                        m, sid = q.popleft()
+                        if not isinstance(m, int) and m[2] is not None and len(m[2]) > 1:
+                            # a multi-rank task runs all the same: another member may
+                            # be in it already (the CANCEL reached it later), waiting
+                            # for this one in its collective
+                            gangs.append((m, sid))
+                            continue
                         tid, att = (m, 0) if isinstance(m, int) else (m[0], m[1])
                         self.results.append((tid, att, STATUS_CANCELLED, time.time(), 0.0,
                                              None, None))
+                    q.extend(gangs)
                     self._send_results()
                 continue
             if q:

@@ -23,6 +23,7 @@ from mpiwf.protocol import (
     pack_plain,
     pack_results,
     setdef,
+    unpack_plain,
     unpack_results,
 )
 from mpiwf.resources import uniform_workers
@@ -180,6 +181,21 @@ def test_worker_takes_bare_ids_and_tuples_and_cancels_both() -> None:
     res = [r for _s, tag, p in msgs if tag == Tag.RESULTS for r in unpack_results(p)]
     assert sorted((r[0], r[1], r[2]) for r in res) == [(0, 0, STATUS_CANCELLED),
                                                        (1, 3, STATUS_CANCELLED)]
+
+    # a multi-rank task is not dropped: another member may be in it already, waiting
+    # for this one in its collective (the CANCEL reached this member first)
+    w3 = Worker(hub.endpoint(1), Executor(1, "."))
+    w3._accept([setdef(ts)], [(0, 0, (1, 2), None), (1, 0, None, None)])
+    hub.endpoint(0).send(1, Tag.CANCEL, None)
+    hub.endpoint(0).send(1, Tag.STOP, None)
+    w3.run()
+    res = []
+    while (m := master.poll()) is not None:
+        if m[1] == Tag.RESULTS:
+            res.extend(unpack_results(m[2]))
+        elif m[1] == Tag.RESULTS_RAW:
+            res.extend(unpack_plain(m[2]))
+    assert sorted((r[0], r[2]) for r in res) == [(0, STATUS_OK), (1, STATUS_CANCELLED)]
 
 
 def _run(wf: Workflow, path: str, nworkers: int = 3) -> Master:
