@@ -1041,13 +1041,48 @@ class Master:
 
     def _skip_recorded(self) -> None:
         """Resume: tasks recorded done in an earlier run count as done now."""
-        n = self.sched.mark_done(self.skip_done)
+        again = self._inputs_to_rerun(self.skip_done)
+        if again:
+            log.info("resume: %d task(s) recorded done run again: tasks still to run take "
+                     "their values as inputs, and a trace holds no values", len(again))
+        n = self.sched.mark_done(self.skip_done - again)
         wait = len(self.sched.resume_left)
         if wait:
-            log.info("resume: %d task(s) already done; %d more once their stage opens", n,
+            log.info("resume: %d task(s) already done; %d more once they are ready", n,
                      wait)
         else:
             log.info("resume: %d task(s) already done", n)
+
+    def _inputs_to_rerun(self, skip: set[int]) -> set[int]:
+        """Tasks recorded done whose values a task still to run takes as ``inputs``
+        (and, in turn, the recorded parents such a task takes its own from): a trace
+        holds no values, so they run again rather than hand on ``None``."""
+        wf = self.wf
+        need: list[int] = []
+        for ts in wf.sets:
+            if ts.inputs:
+                need.extend(t for t in ts.task_ids() if t not in skip)
+        again: set[int] = set()
+        whole: set[int] = set()  # all-to-all parent sets already taken (once each)
+        while need:
+            tid = need.pop()
+            ts = wf.set_of(tid)
+            parents: list[int] = []
+            for a, kind in self._in_sets.get(ts.sid, ()):
+                pa = wf.sets[a]
+                if kind == DEP_ALL:
+                    if a not in whole:
+                        whole.add(a)
+                        parents.extend(pa.task_ids())
+                elif kind == DEP_ONE:
+                    parents.append(pa.offset + tid - ts.offset)
+            parents.extend(self._in_edges.get(tid, ()))
+            for p in parents:
+                if p in skip and p not in again:
+                    again.add(p)
+                    if wf.set_of(p).inputs:
+                        need.append(p)
+        return again
 
     def _stop_dispatching(self) -> None:
         if not self._cancel_sent:  # workers drop their prefetched tasks (reported cancelled)

@@ -152,6 +152,7 @@ class Scheduler:
         self.resume_left: set[int] = set()
         self.n_resumed = 0
         self._resuming = False
+        self._resume_queue: deque[int] = deque()
         # ---- ledger
         nodes = sorted({w.node for w in self.workers})
         self.node_ids = nodes
@@ -346,6 +347,8 @@ class Scheduler:
             if self.s_wait[sid] == 0:
                 self._release_set(sid)
         self._advance_stages()
+        if self._resume_queue:
+            self._drain_resume()
         self._check()
 
     def tasks_added(self, sids: Iterable[int] | None = None) -> None:
@@ -362,6 +365,8 @@ class Scheduler:
         if not sids and len(self.wf.task_edges) > self._edges_seen:
             raise ValueError("task edges can only be added together with their sets")
         self._add_sets(sids)
+        if self._resume_queue:
+            self._drain_resume()
         self._check()
 
     def schedule(self) -> list[tuple[int, tuple[int, ...]]]:
@@ -468,6 +473,8 @@ class Scheduler:
                 if self.npend[ct] == 0 and self.s_wait[c] == 0 and self.state[ct] == PENDING:
                     self._eligible(c, ct, ct + 1)
         self._terminal(sid)
+        if self._resume_queue:
+            self._drain_resume()
         if self.validate:
             self._check()
 
@@ -524,6 +531,8 @@ class Scheduler:
             if run_a >= 0:
                 self._eligible(c, run_a, run_b)
         self._terminal(sid, n)
+        if self._resume_queue:
+            self._drain_resume()
         return True
 
     def task_failed(self, tid: int) -> bool:
@@ -548,6 +557,8 @@ class Scheduler:
         self.n_failed += 1
         self._fail_dependents(tid, sid)
         self._terminal(sid)
+        if self._resume_queue:
+            self._drain_resume()
         self._check()
         return False
 
@@ -624,6 +635,8 @@ class Scheduler:
                 out.append(tid)
                 self._fail_dependents(tid, sid)
                 self._terminal(sid)
+        if self._resume_queue:
+            self._drain_resume()
         self._check()
         return out
 
@@ -656,48 +669,48 @@ class Scheduler:
         return out
 
     def mark_done(self, tids: Iterable[int]) -> int:
-        """Count tasks as done without running them (resuming from a trace); each is
-        taken when it becomes ready, so dependents are released in order. A task of a
-        stage the window (``sequential``, ``doa=K``) still holds is counted done when
-        its stage opens, before anything can dispatch it (``resume_left`` holds those
-        until then; ``n_resumed`` counts all counted so far).
+        """Count tasks as done without running them (resuming from a trace). Each is
+        counted done once it is ready, before anything can dispatch it, so its
+        dependents are released in order: at once if it is ready now, else when it
+        becomes ready (its stage opens in ``sequential`` or ``doa=K`` mode, or a
+        parent that runs again ends). ``resume_left`` holds those not counted yet;
+        ``n_resumed`` counts those counted so far.
 
         Returns:
-            How many were marked now.
+            How many were counted done now.
         """
-        self.resume_left.update(t for t in tids if 0 <= t < self.ntasks)
-        return self._mark_resumed()
+        left = self.resume_left
+        left.update(t for t in tids if 0 <= t < self.ntasks)
+        before = self.n_resumed
+        self._resume_queue.extend(sorted(t for t in left if self.state[t] == READY))
+        self._drain_resume()
+        return self.n_resumed - before
 
-    def _mark_resumed(self) -> int:
-        """Count the tasks of ``resume_left`` that are ready now as done, and those
-        their marking makes ready, in id order (a parent before its children: one pass
-        for a workflow numbered in order); those still pending wait."""
-        if self._resuming:  # called back through task_done -> _advance_stages
-            return 0
+    def _resume_ready(self, a: int, b: int) -> None:
+        """Tasks a..b-1 just became ready: count those of ``resume_left`` done."""
+        left = self.resume_left
+        hit = [t for t in range(a, b) if t in left] if b - a <= len(left) else \
+            sorted(t for t in left if a <= t < b)
+        if hit:  # counted done once the event that made them ready is complete
+            self._resume_queue.extend(hit)
+
+    def _drain_resume(self) -> None:
+        if self._resuming:  # called back through task_done: the loop below goes on
+            return
         self._resuming = True
-        marked = 0
+        q, left, state = self._resume_queue, self.resume_left, self.state
         try:
-            left = self.resume_left
-            while left:
-                progress = False
-                for tid in sorted(left):
-                    st = self.state[tid]
-                    if st == READY:
-                        self._unready(self._sid(tid), tid)
-                        self._set_state(tid, DISPATCHED)
-                        self.running[tid] = ()
-                        self.task_done(tid)
-                        marked += 1
-                        progress = True
-                        left.discard(tid)
-                    elif st != PENDING:  # skipped or cancelled meanwhile: not to be counted
-                        left.discard(tid)
-                if not progress:
-                    break
+            while q:
+                tid = q.popleft()
+                if tid in left and state[tid] == READY:
+                    left.discard(tid)
+                    self._unready(self._sid(tid), tid)
+                    self._set_state(tid, DISPATCHED)
+                    self.running[tid] = ()
+                    self.task_done(tid)  # may queue the children it makes ready
+                    self.n_resumed += 1
         finally:
             self._resuming = False
-        self.n_resumed += marked
-        return marked
 
     def cancel_running(self, tid: int) -> None:
         """Record a dispatched or running task as cancelled (e.g. on shutdown)."""
@@ -705,6 +718,8 @@ class Scheduler:
         self._set_state(tid, CANCELLED)
         self.n_cancelled += 1
         self._terminal(self._sid(tid))
+        if self._resume_queue:
+            self._drain_resume()
 
     # ================================================================== queries
     @property
@@ -942,6 +957,8 @@ class Scheduler:
         else:  # callers only pass pending tasks: no need to check each transition
             self.state[a:b] = bytes((READY,)) * (b - a)
         self._push_ready(sid, a, b, stamp=True)
+        if self.resume_left:  # a resumed run: tasks recorded done are not run
+            self._resume_ready(a, b)
 
     def _push_ready(self, sid: int, a: int, b: int, stamp: bool) -> None:
         if stamp:
@@ -1025,8 +1042,6 @@ class Scheduler:
                     for tid in range(a, b):
                         if self.state[tid] == PENDING:
                             self._eligible(sid, tid, tid + 1)
-        if self.resume_left:
-            self._mark_resumed()  # a resumed run's tasks of the stages just opened
 
     def _fail_dependents(self, tid: int, sid: int) -> None:
         if not self.s_dead[sid]:

@@ -1155,6 +1155,33 @@ def _with_derived(stored: np.ndarray, sets: list[dict[str, Any]],
     return out
 
 
+def runs_info(path: str) -> list[dict[str, Any]]:
+    """What a resume checks of each run of a trace, without reading its task rows:
+    ``workflow``, ``ntasks``, ``simulated`` and ``sets`` (each set's name and task
+    count, in order).
+
+    Raises:
+        TraceError: missing file, not an mpiwf trace, or a damaged run group.
+    """
+    f = _check_open(path)
+    try:
+        out = []
+        for key in f["runs"]:
+            g = f["runs"][key]
+            try:
+                a = g.attrs
+                sets = g["sets"][:]
+                out.append(dict(
+                    run=key, workflow=_decode(a.get("workflow")), ntasks=_decode(a.get("ntasks")),
+                    simulated=bool(a.get("simulated", False)),
+                    sets=[(str(_decode(r["name"])), int(r["n"])) for r in sets]))
+            except (KeyError, ValueError, TypeError, OSError, AttributeError) as exc:
+                raise TraceError(f"{path}: damaged trace (run {key}: {exc})") from None
+        return out
+    finally:
+        f.close()
+
+
 def done_tasks(path: str) -> set[int]:
     """Ids of the tasks recorded done in any run of a trace (for ``--resume``)."""
     f = _check_open(path)

@@ -131,15 +131,27 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _check_resume(path: str, wf: Any) -> None:
-    """Task ids are positions in the workflow: resume only the workflow that was run."""
+    """Task ids are positions in the workflow: resume only the workflow that was run
+    (its name and task count, and every run's sets: the same names and sizes in the
+    same order; a run may hold sets added after the spec's), and only from real runs
+    (a simulated run's tasks never ran)."""
     from ..errors import SpecError
-    from ..trace import load as load_trace
+    from ..trace import runs_info
 
-    attrs = load_trace(path).attrs
-    name, n = attrs.get("workflow"), attrs.get("ntasks")
-    if (name is not None and name != wf.name) or (n is not None and int(n) != wf.ntasks):
-        raise SpecError("--resume", f"{path!r} was written for workflow {name!r} with {n} "
-                        f"tasks; this spec is {wf.name!r} with {wf.ntasks} tasks")
+    mine = [(ts.name, ts.n) for ts in wf.sets]
+    for r in runs_info(path):
+        name, n = r["workflow"], r["ntasks"]
+        if (name is not None and name != wf.name) or (n is not None and int(n) != wf.ntasks):
+            raise SpecError("--resume", f"{path!r} was written for workflow {name!r} with {n} "
+                            f"tasks; this spec is {wf.name!r} with {wf.ntasks} tasks")
+        if r["simulated"]:
+            raise SpecError("--resume", f"{path!r} holds a simulated run (run {r['run']}): "
+                            "its tasks never ran")
+        for i, (got, want) in enumerate(zip(r["sets"], mine)):
+            if got != want:
+                raise SpecError("--resume", f"{path!r} run {r['run']}: set {i} is "
+                                f"{got[0]!r} with {got[1]} tasks; this spec's set {i} is "
+                                f"{want[0]!r} with {want[1]} tasks")
 
 
 def _walltime(args: argparse.Namespace) -> float:

@@ -87,3 +87,12 @@ def gang_wait(seconds: float) -> int:
     if comm.Get_rank() == 1:
         time.sleep(seconds)
     return int(comm.allreduce(1))
+
+
+def inputs_unless(path: str, inputs: list | None = None) -> list | None:
+    """Fail until ``path`` exists; then return the parents' values it was given."""
+    if not os.path.exists(path):
+        raise RuntimeError(f"input missing: {path}")
+    if inputs is None or any(v is None for v in inputs):
+        raise RuntimeError(f"inputs missing: {inputs}")
+    return inputs

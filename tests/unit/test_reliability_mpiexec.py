@@ -136,6 +136,55 @@ sets:
     assert tr.attrs["resumed_recorded"] == 4 and tr.attrs["resumed_done"] == 4
 
 
+def test_resume_reruns_the_parents_whose_values_a_task_still_to_run_takes(tmp_path) -> None:
+    """A trace holds no values: on resume, the recorded parents of a task still to run
+    that takes ``inputs`` run again (it got None in their place); their other children
+    recorded done are counted done, not run."""
+    fixed, runs = tmp_path / "fixed", tmp_path / "runs"
+    spec = _write(str(tmp_path / "i.yaml"), f"""
+sets:
+  - {{name: a, n: 3, kernel: "relkernels:count_run", args: ["{runs}", a]}}
+  - {{name: b, kernel: "relkernels:inputs_unless", args: ["{fixed}"], after: [a], inputs: true}}
+  - {{name: d, kernel: "relkernels:count_run", args: ["{runs}", d], after: [a]}}
+""")
+    trace = str(tmp_path / "t.h5")
+    p = subprocess.run(_mpiwf(2, spec, "--trace", trace), env=_env(), capture_output=True,
+                       text=True, timeout=BOUND + 30)
+    assert p.returncode == 1 and "4/5 tasks done, 1 failed" in p.stdout, p.stdout + p.stderr
+    fixed.touch()
+    p2 = subprocess.run(_mpiwf(2, spec, "--trace", trace, "--resume", trace), env=_env(),
+                        capture_output=True, text=True, timeout=BOUND + 30)
+    assert p2.returncode == 0, p2.stdout + p2.stderr
+    names = sorted(n.split("-")[0] for n in os.listdir(runs))
+    assert names == ["a"] * 6 + ["d"]  # a twice, d once
+    tr = load(trace)
+    assert sorted(tr.tasks["task"].tolist()) == [0, 1, 2, 3]
+    assert tr.attrs["resumed_recorded"] == 4 and tr.attrs["resumed_done"] == 1
+
+
+def test_resume_refuses_a_trace_of_other_sets_or_a_simulated_one(tmp_path) -> None:
+    """Same name and task count, other sets: resuming would count another set's tasks
+    done; a simulated trace's tasks never ran. Both are one line, exit 2."""
+    one = _write(str(tmp_path / "a.yaml"), "name: w\nsets:\n  - {name: a, n: 4}\n"
+                 "  - {name: b, n: 4, after_each: [a]}\n")
+    two = _write(str(tmp_path / "b.yaml"), "name: w\nsets:\n  - {name: z, n: 4}\n"
+                 "  - {name: a, n: 4}\n")
+    trace, sim = str(tmp_path / "t.h5"), str(tmp_path / "s.h5")
+    cli = [sys.executable, "-m", "mpiwf"]
+    for args in (["run", one, "--trace", trace, "--progress", "0"],
+                 ["simulate", one, "--cores", "2", "--trace", sim]):
+        assert subprocess.run(cli + args, env=_env(), capture_output=True,
+                              timeout=BOUND).returncode == 0
+    for spec, old, want in ((two, trace, "set 0 is 'a' with 4 tasks; this spec's set 0 is 'z'"),
+                            (one, sim, "holds a simulated run")):
+        p = subprocess.run(cli + ["run", spec, "--resume", old, "--trace", "", "--progress", "0"],
+                           env=_env(), capture_output=True, text=True, timeout=BOUND)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and want in p.stderr, p.stderr
+    ok = subprocess.run(cli + ["run", one, "--resume", trace, "--trace", "", "--progress", "0"],
+                        env=_env(), capture_output=True, text=True, timeout=BOUND)
+    assert ok.returncode == 0 and "8/8 tasks done" in ok.stdout, ok.stdout + ok.stderr
+
+
 def test_gang_member_waiting_for_a_slow_member_is_not_lost(tmp_path) -> None:
     """A member of a multi-rank task waiting in the task's collective for a member
     still computing may send no heartbeat meanwhile; it is not hung while a gang-mate

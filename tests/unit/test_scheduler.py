@@ -253,3 +253,17 @@ def test_resume_counts_recorded_tasks_of_held_stages_done_when_they_open(window:
             s.task_done(tid)
     assert sorted(ran) == [0, 6, 7]
     assert s.n_resumed == 5 and not s.resume_left and s.n_done == 8
+
+
+def test_resume_counts_a_recorded_child_done_when_its_rerun_parent_ends() -> None:
+    wf = Workflow()
+    wf.add_set("a", 2)
+    wf.add_set("b", 2, after_each=["a"])
+    s = Scheduler(wf, uniform_workers(1, 2), validate=True)
+    s.start()
+    assert s.mark_done({1, 2, 3}) == 2  # a[1] and b[1] now; b[0] waits for a[0]
+    assert s.resume_left == {2}
+    (t, _), = s.schedule()
+    assert t == 0
+    s.task_done(0)  # a[0] ends: b[0], recorded done, is counted done, never dispatched
+    assert s.finished and s.n_resumed == 3 and s.schedule() == []
