@@ -114,6 +114,34 @@ def _check_float(path: str, value: Any, lo: float = 0.0) -> float:
     return v
 
 
+#: duration_dist forms: each one's parameters (the simulator's draws, simulate.py)
+_DISTS = {"normal": ("std",), "uniform": ("low", "high"), "exponential": (),
+          "lognormal": ("sigma",)}
+
+
+def _check_dist(path: str, d: Any, duration: float) -> dict[str, Any]:
+    """A ``duration_dist`` mapping: a known ``dist`` (default normal), only its own
+    parameters, each a finite number >= 0 (uniform: ``low <= high``)."""
+    if not isinstance(d, dict):
+        raise SpecError(path, "must be a mapping")
+    kind = d.get("dist", "normal")
+    if kind not in _DISTS:
+        raise SpecError(f"{path}.dist", f"unknown distribution {kind!r} (one of "
+                        f"{', '.join(_DISTS)})")
+    for key in d:
+        if key != "dist" and key not in _DISTS[kind]:
+            raise SpecError(f"{path}.{key}", f"not a parameter of {kind!r} (those are: "
+                            f"{', '.join(_DISTS[kind]) or 'none'})")
+    out: dict[str, Any] = {"dist": kind}
+    for key in _DISTS[kind]:
+        if key in d:
+            out[key] = _check_float(f"{path}.{key}", d[key])
+    if kind == "uniform" and out.get("low", 0.0) > out.get("high", duration):
+        raise SpecError(path, f"low {out.get('low', 0.0)} is above high "
+                        f"{out.get('high', duration)}")
+    return out
+
+
 class Workflow:
     """A DAG of task sets.
 
@@ -222,8 +250,8 @@ class Workflow:
             timeout = _check_float(f"{p}.timeout", timeout)
             if timeout == 0:
                 raise SpecError(f"{p}.timeout", "must be > 0")
-        if duration_dist is not None and not isinstance(duration_dist, dict):
-            raise SpecError(f"{p}.duration_dist", "must be a mapping")
+        if duration_dist is not None:
+            duration_dist = _check_dist(f"{p}.duration_dist", duration_dist, duration)
         after = list(after)
         after_each = list(after_each)
         for field, refs in (("after", after), ("after_each", after_each)):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 from mpiwf import SpecError, Workflow, from_dict, load
+from mpiwf.resources import uniform_workers
+from mpiwf.simulate import simulate
 from mpiwf.workflow import check_fits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -210,3 +213,29 @@ def test_cli_missing_file_and_bad_mode(tmp_path) -> None:
     p.write_text("sets: [{name: a}]\n")
     r = _cli("run", str(p), "--mode", "fastest", "--trace", "")
     assert r.returncode == 2 and "unknown mode" in r.stderr
+
+
+@pytest.mark.parametrize("dd, where", [
+    ({"dist": "normal", "std": float("nan")}, "duration_dist.std"),   # hung the simulator
+    ({"dist": "normal", "std": -1}, "duration_dist.std"),
+    ({"dist": "lognormal", "sigma": -2}, "duration_dist.sigma"),
+    ({"dist": "uniform", "low": 5, "high": 3}, "low 5.0 is above high 3.0"),
+    ({"dist": "uniform", "low": -10, "high": -5}, "duration_dist.low"),
+    ({"dist": "normal", "std": "abc"}, "must be a number"),
+    ({"dist": "exponential", "foo": 1}, "duration_dist.foo"),
+    ({"dist": "weird"}, "unknown distribution 'weird'"),
+    ([1, 2], "must be a mapping"),
+])
+def test_bad_duration_dist_is_refused_where_the_set_is_made(dd, where) -> None:
+    wf = Workflow()
+    with pytest.raises(SpecError, match=re.escape(where)):
+        wf.add_set("a", 3, "sleep", (1.0,), duration_dist=dd)
+
+
+def test_good_duration_dist_forms_simulate() -> None:
+    for dd in ({"dist": "normal", "std": 0.2}, {"std": 0.1}, {"dist": "uniform", "high": 0.5},
+               {"dist": "exponential"}, {"dist": "lognormal", "sigma": 0.3}):
+        wf = Workflow()
+        wf.add_set("a", 4, "sleep", (1.0,), duration_dist=dd)
+        r = simulate(wf, uniform_workers(1, 2), "async", seed=1)
+        assert r.tasks == 4 and 0 <= r.makespan < 100, dd
