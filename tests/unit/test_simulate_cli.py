@@ -163,3 +163,14 @@ def test_python_m_mpiwf_model_runs_without_mpi() -> None:
                         os.path.join(ROOT, "apps", "paper", "dg1.yaml")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "I = 0.0 %" in r.stdout
+
+
+@pytest.mark.parametrize("cmd", [["run"], ["simulate", "--cores", "2"]])
+def test_trace_that_is_the_spec_is_refused(tmp_path, capsys, cmd) -> None:
+    spec = tmp_path / "w.yaml"
+    spec.write_text("name: w\nsets:\n  - {name: a, n: 2}\n")
+    before = spec.read_bytes()
+    assert cli_main([cmd[0], str(spec), *cmd[1:], "--trace",
+                     os.path.join(str(tmp_path), ".", "w.yaml")]) == 2
+    assert "is the spec itself" in capsys.readouterr().err
+    assert spec.read_bytes() == before
