@@ -363,6 +363,13 @@ class Master:
             if not found:
                 self.request_stop("received SIGUSR1")
 
+    def _held_cores(self, cores: int, gang: tuple[int, ...]) -> int:
+        """The cores a task held: a multi-rank task holds its workers' cores whole
+        (at least those it asked for)."""
+        if len(gang) == 1:
+            return cores
+        return max(cores, sum(self.sched.w_cores[m] for m in gang))
+
     def _gang_heard(self, w: int, now: float) -> bool:
         """A silent worker that runs a multi-rank task with a member heard from within
         the heartbeat timeout is waiting for that member (in the task's collective,
@@ -398,7 +405,8 @@ class Master:
             if self.trace is not None:
                 self.trace.add((tid, ts.sid, tid - ts.offset, att, STATUS_LOST,
                                 self.rank_of[gang[0]], len(gang), self.node_of[gang[0]],
-                                ts.cores, ts.gpus, self.created.a[tid],
+                                self._held_cores(ts.cores, gang), ts.gpus,
+                                self.created.a[tid],
                                 ready.get(tid, self.sched.ready_at[tid]) - self.t0, d, d,
                                 now - self.t0,
                                 now - self.t0))
@@ -630,7 +638,8 @@ class Master:
                             s = e
                     w = gang[0]
                     trace.add((tid, ts.sid, tid - ts.offset, attempt, code, self.rank_of[w],
-                               len(gang), self.node_of[w], ts.cores, ts.gpus, created[tid], rdy, d,
+                               len(gang), self.node_of[w], self._held_cores(ts.cores, gang),
+                               ts.gpus, created[tid], rdy, d,
                                s, e, recv))
                 if callbacks:
                     ev = TaskEvent(tid, wf.task_name(tid), ts.name, code == DONE, value, err,

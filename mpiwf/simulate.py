@@ -134,6 +134,7 @@ def simulate(wf: Workflow, workers: Sequence[WorkerSpec], mode: str = "async", *
                       prefetch=0, validate=validate)
     ranks = [w.rank for w in workers]
     nodes = [w.node for w in workers]
+    w_cores = [w.cores for w in workers]
     heap: list[tuple[float, int, float]] = []  # (end, task, start)
     rows: list[tuple[Any, ...]] = []
     now = 0.0
@@ -167,7 +168,8 @@ def simulate(wf: Workflow, workers: Sequence[WorkerSpec], mode: str = "async", *
             lead = gang[0]
             if trace is not None:
                 ready_at = float(sched.ready_at[tid])
-            row = (tid, sid, tid - off, 0, DONE, ranks[lead], len(gang), nodes[lead], cores,
+            held = cores if len(gang) == 1 else max(cores, sum(w_cores[m] for m in gang))
+            row = (tid, sid, tid - off, 0, DONE, ranks[lead], len(gang), nodes[lead], held,
                    gpus, created, ready_at, t0, t0, now, now)
             rows.append(row)
             if trace is not None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mpiwf import Workflow, uniform_workers
-from mpiwf.analysis import summarize
+from mpiwf.analysis import summarize, utilization
 from mpiwf.cli import main as cli_main
 from mpiwf.errors import SpecError
 from mpiwf.layouts import get
@@ -174,3 +174,14 @@ def test_trace_that_is_the_spec_is_refused(tmp_path, capsys, cmd) -> None:
                      os.path.join(str(tmp_path), ".", "w.yaml")]) == 2
     assert "is the spec itself" in capsys.readouterr().err
     assert spec.read_bytes() == before
+
+
+def test_multi_rank_rows_record_the_cores_their_gang_holds() -> None:
+    wf = Workflow()
+    wf.add_set("r", 2, "sleep", (0.5,), ranks=3)
+    wf.add_set("s", 3, "sleep", (0.5,))
+    r = simulate(wf, uniform_workers(1, 3), "async")
+    held = {int(t): int(c) for t, c in zip(r.rows["task"], r.rows["cores"])}
+    assert held == {0: 3, 1: 3, 2: 1, 3: 1, 4: 1}
+    # 2 x 0.5 s on all 3 cores, then 3 x 0.5 s on one core each: busy throughout
+    assert utilization(r.rows, 3, 0)["cpu"] == pytest.approx(1.0)
