@@ -142,6 +142,10 @@ def discover(comm: Any) -> dict[str, Any]:
 
 
 # ====================================================================== layouts
+#: most cores, GPUs or workers of one node (larger is a typo, and would fill memory)
+MAX_PER_NODE = 65536
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """A declared machine that overrides what discovery found.
@@ -173,6 +177,8 @@ class Layout:
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0
                                   or (v == 0 and name != "gpus_per_node")):
                 raise SpecError("layout", f"{name} must be a whole number > 0, got {v!r}")
+            if v is not None and v > MAX_PER_NODE:
+                raise SpecError("layout", f"{name} must be at most {MAX_PER_NODE}, got {v!r}")
         for i, row in enumerate(self.workers):
             if not isinstance(row, dict) or "rank" not in row:
                 raise SpecError("layout", f"workers[{i}] needs at least a rank")

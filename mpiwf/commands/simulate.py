@@ -8,6 +8,10 @@ import math
 import os
 from typing import Any
 
+#: the largest machine simulated (Frontier, 9,408 nodes, is ~600,000 workers): a
+#: larger one is a typo, and would fill memory building its workers
+MAX_NODES = 1_000_000
+MAX_WORKERS = 4_000_000
 
 def add_machine_args(p: Any, required: bool) -> None:
     """Options naming a virtual machine: ``--layout/--nodes`` or ``--cores/--gpus``."""
@@ -42,15 +46,22 @@ def machine(args: argparse.Namespace, required: bool) -> tuple[Any, dict[str, An
 
     if args.layout is not None and args.cores is not None:
         raise SpecError("--cores", "give either --layout or --cores, not both")
-    if args.nodes is not None and args.nodes < 1:
-        raise SpecError("--nodes", f"must be >= 1, got {args.nodes}")
+    if args.nodes is not None and not 1 <= args.nodes <= MAX_NODES:
+        raise SpecError("--nodes", f"must be from 1 to {MAX_NODES}, got {args.nodes}")
     if args.layout is not None:
         lay = get(args.layout)
         nodes = args.nodes if args.nodes is not None else lay.nodes
+        per = len(lay.workers(1))
+        if nodes * per > MAX_WORKERS:
+            raise SpecError("--nodes", f"{nodes} nodes of {args.layout} are {nodes * per} "
+                            f"workers; at most {MAX_WORKERS} are simulated")
         return lay.workers(nodes), {**lay.as_dict(), "nodes": nodes}
     if args.cores is not None:
         if args.cores < 0 or args.gpus < 0 or args.cores + args.gpus < 1:
             raise SpecError("--cores", "needs cores >= 0, gpus >= 0 and at least one of them")
+        if (args.cores + args.gpus) * (args.nodes or 1) > MAX_WORKERS:
+            raise SpecError("--cores", f"{args.cores} cores and {args.gpus} GPUs on "
+                            f"{args.nodes or 1} node(s) are more than {MAX_WORKERS} workers")
         lay = Layout("cores", args.cores, args.gpus, args.nodes or 1)
         return lay.workers(), {**lay.as_dict()}
     if args.nodes is not None:

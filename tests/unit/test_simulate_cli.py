@@ -185,3 +185,18 @@ def test_multi_rank_rows_record_the_cores_their_gang_holds() -> None:
     assert held == {0: 3, 1: 3, 2: 1, 3: 1, 4: 1}
     # 2 x 0.5 s on all 3 cores, then 3 x 0.5 s on one core each: busy throughout
     assert utilization(r.rows, 3, 0)["cpu"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("argv, want", [
+    (["model", "{spec}", "--cores", "1", "--nodes", "1000000000"], "--nodes: must be from 1"),
+    (["simulate", "{spec}", "--cores", "100000000000"], "more than 4000000 workers"),
+    (["simulate", "{spec}", "--layout", "summit", "--nodes", "900000"], "at most 4000000"),
+    (["doctor", "--cores-per-node", "1000000000"], "cores_per_node must be at most 65536"),
+])
+def test_machines_too_large_to_build_are_refused(tmp_path, capsys, argv, want) -> None:
+    """A typo'd machine size used to fill the memory (and be killed), not fail."""
+    spec = tmp_path / "w.yaml"
+    spec.write_text("name: w\nsets:\n  - {name: a, n: 1}\n")
+    assert cli_main([a.format(spec=spec) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert want in err and err.count("\n") == 1, err
