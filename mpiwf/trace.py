@@ -958,6 +958,11 @@ def nruns(path: str) -> int:
         f.close()
 
 
+#: what reading a hand-edited or damaged file can raise (a missing dataset, a field
+#: of another type, a negative count, a dataset where a group belongs, ...)
+_DAMAGE = (KeyError, OSError, ValueError, TypeError, IndexError, AttributeError)
+
+
 def _check_open(path: str) -> Any:
     if not os.path.exists(path):
         raise TraceError(f"{path}: no such file")
@@ -968,6 +973,9 @@ def _check_open(path: str) -> Any:
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise TraceError(f"{path}: not an mpiwf trace")
+    if "runs" in f and not isinstance(f["runs"], _h5().Group):
+        f.close()
+        raise TraceError(f"{path}: damaged trace (/runs is not a group)")
     if "runs" not in f or not len(f["runs"]):
         f.close()  # created by a run that ended before its first tasks went out
         raise TraceError(f"{path}: an mpiwf trace that holds no run")
@@ -983,13 +991,16 @@ def load(path: str, run: int = -1) -> Trace:
     f = _check_open(path)
     try:
         runs = f["runs"]
-        keys = sorted(runs, key=int)
+        try:
+            keys = sorted(runs, key=int)
+        except (ValueError, TypeError, AttributeError):
+            raise TraceError(f"{path}: damaged trace (run groups not numbered)") from None
         try:
             key = keys[run]
         except IndexError:
             raise TraceError(f"{path}: has {len(keys)} run(s), no run {run}") from None
-        g = runs[key]
         try:
+            g = runs[key]
             attrs = {k: _decode(v) for k, v in g.attrs.items()}
             stored = g["tasks"][:]
             sets = _rows(g["sets"][:])
@@ -1001,8 +1012,8 @@ def load(path: str, run: int = -1) -> Trace:
             se = g["set_edges"][:] if "set_edges" in g else np.zeros((0, 3), "<i8")
             te = g["task_edges"][:] if "task_edges" in g else np.zeros((0, 2), "<i8")
             errors = _rows(g["errors"][:]) if "errors" in g else []
-        except (KeyError, OSError) as exc:
-            raise TraceError(f"{path}: damaged trace ({exc})") from None
+        except _DAMAGE as exc:
+            raise TraceError(f"{path}: damaged trace ({type(exc).__name__}: {exc})") from None
         return Trace(path, int(key), attrs, tasks, sets, workers, se, te, errors)
     finally:
         f.close()
@@ -1175,7 +1186,7 @@ def runs_info(path: str) -> list[dict[str, Any]]:
                     run=key, workflow=_decode(a.get("workflow")), ntasks=_decode(a.get("ntasks")),
                     simulated=bool(a.get("simulated", False)),
                     sets=[(str(_decode(r["name"])), int(r["n"])) for r in sets]))
-            except (KeyError, ValueError, TypeError, OSError, AttributeError) as exc:
+            except _DAMAGE as exc:
                 raise TraceError(f"{path}: damaged trace (run {key}: {exc})") from None
         return out
     finally:
@@ -1188,11 +1199,15 @@ def done_tasks(path: str) -> set[int]:
     try:
         out: set[int] = set()
         for key in f["runs"]:
-            g = f["runs"][key]
-            t = g["tasks"][:]
-            out.update(t["task"][t["status"] == DONE].tolist())
-            if "done" in g:
-                out.update(_done_count(g["done"])[1].tolist())
+            try:
+                g = f["runs"][key]
+                t = g["tasks"][:]
+                out.update(t["task"][t["status"] == DONE].tolist())
+                if "done" in g:
+                    out.update(_done_count(g["done"])[1].tolist())
+            except _DAMAGE as exc:
+                raise TraceError(f"{path}: damaged trace (run {key}: {type(exc).__name__}: "
+                                 f"{exc})") from None
         return out
     finally:
         f.close()

@@ -558,3 +558,26 @@ def test_the_last_chunk_is_written_padded_with_the_fill_values(tmp_path) -> None
     tw.close()
     with h5py.File(tw.path, "r") as f:
         assert np.array_equal(f["runs/0/done/task"][:], np.arange(1600))
+
+
+@pytest.mark.parametrize("edit, want", [
+    ("f['runs'].move('0', 'zero')", "run groups not numbered"),
+    ("del f['runs']; f.create_dataset('runs', data=[1, 2])", "/runs is not a group"),
+    ("f['runs/0'].attrs['start_time'] = 'abc'", "could not convert"),
+])
+def test_hand_edited_traces_are_one_line_not_a_traceback(tmp_path, capsys, edit, want) -> None:
+    import h5py
+
+    from mpiwf.cli import main as cli_main
+
+    spec = tmp_path / "w.yaml"
+    spec.write_text("name: w\nsets:\n  - {name: a, n: 5}\n")
+    path = str(tmp_path / "t.h5")
+    assert cli_main(["run", str(spec), "--trace", path, "--progress", "0"]) == 0
+    with h5py.File(path, "a") as f:
+        exec(edit, {"f": f})
+    capsys.readouterr()
+    for argv in (["analyze", path], ["export", path, "-o", str(tmp_path / "t.csv")]):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err
+        assert "damaged trace" in err and want in err and err.count("\n") == 1, err
