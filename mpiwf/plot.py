@@ -13,6 +13,7 @@ extra).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,9 @@ KINDS = ("gantt", "utilization", "concurrency")
 MAX_STEPS = 4000
 #: Above this many attempts a Gantt chart is painted as an image instead of bars.
 MAX_BARS = 20000
+#: The largest figure drawn, in pixels: matplotlib's limit each way, and in all (an
+#: RGBA buffer of 1 GiB).
+MAX_SIDE, MAX_PIXELS = 2**16 - 1, 2**28
 _CPU, _GPU = "#1f77b4", "#d62728"
 
 
@@ -210,11 +214,11 @@ def plot(traces: Sequence[Trace], kind: str, path: str, *, width: float = 11.0,
         dpi: resolution.
 
     Returns:
-        ``path``.
+        The path written: ``path``, with ``.png`` added when it has no extension.
 
     Raises:
-        MpiwfError: unknown kind, no traces, matplotlib missing or the file cannot
-            be written.
+        MpiwfError: unknown kind, no traces, a format matplotlib cannot write, a
+            figure too large, matplotlib missing or the file cannot be written.
     """
     if kind not in KINDS:
         raise MpiwfError(f"--kind: unknown plot kind {kind!r} (one of {', '.join(KINDS)})")
@@ -223,8 +227,22 @@ def plot(traces: Sequence[Trace], kind: str, path: str, *, width: float = 11.0,
     for tr in traces:
         an.check(tr)
     plt = _plt()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    fmt = os.path.splitext(path)[1][1:].lower()
+    if not fmt:  # matplotlib's own rule: PNG, and the name gets the extension
+        fmt, path = "png", path.rstrip(".") + ".png"
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if fmt not in formats:
+        raise MpiwfError(f"{path}: unsupported format {fmt!r} (the extension must be one of "
+                         f"{', '.join(formats)})")
     n = len(traces)
     height = {"gantt": 3.6, "utilization": 2.6, "concurrency": 2.4}[kind]
+    w_px, h_px = width * dpi, (1.0 + height * n) * dpi
+    if not (w_px <= MAX_SIDE and h_px <= MAX_SIDE and w_px * h_px <= MAX_PIXELS):
+        raise MpiwfError(f"a figure of {w_px:.0f} x {h_px:.0f} pixels is too large (at most "
+                         f"{MAX_SIDE} each way and {MAX_PIXELS} in all): lower --width, "
+                         "--dpi or the number of traces")
     fig, axes = plt.subplots(n, 1, figsize=(width, 1.0 + height * n), sharex=True,
                              squeeze=False, dpi=dpi)
     span = max(an.makespan(tr.tasks) for tr in traces)
@@ -264,9 +282,11 @@ def plot(traces: Sequence[Trace], kind: str, path: str, *, width: float = 11.0,
     fig.suptitle(_suptitle(traces, what), fontsize=11, x=0.01, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.97 if kind != "gantt" else 0.93))
     try:
-        fig.savefig(path)
+        fig.savefig(path, format=fmt)
     except OSError as exc:
         raise MpiwfError(f"{path}: cannot write ({exc.strerror})") from None
+    except RuntimeError as exc:  # pgf without its TeX system
+        raise MpiwfError(f"{path}: cannot write {fmt} ({exc})") from None
     finally:
         plt.close(fig)
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 
@@ -19,8 +20,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-o", "--output", default=None,
                    help="output file (default: KIND.png); the extension picks the format")
     p.add_argument("--run", type=int, default=-1, help="run group (default: the last)")
-    p.add_argument("--width", type=float, default=11.0, help="figure width in inches")
-    p.add_argument("--dpi", type=int, default=120, help="resolution (dots per inch)")
+    p.add_argument("--width", type=float, default=11.0,
+                   help="figure width in inches, 1 to 1000 (default 11)")
+    p.add_argument("--dpi", type=int, default=120,
+                   help="resolution in dots per inch, 10 to 1200 (default 120)")
     p.set_defaults(func=main)
 
 
@@ -32,8 +35,10 @@ def main(args: argparse.Namespace) -> int:
 
     if args.kind not in KINDS:
         raise MpiwfError(f"--kind: unknown plot kind {args.kind!r} (one of {', '.join(KINDS)})")
-    if not (args.width > 0 and 0 < args.dpi <= 1200):
-        raise MpiwfError("--width must be > 0 and --dpi in 1..1200")
+    if not (math.isfinite(args.width) and 1 <= args.width <= 1000):
+        raise MpiwfError(f"--width: {args.width:g} is not a width in inches in 1..1000")
+    if not 10 <= args.dpi <= 1200:
+        raise MpiwfError(f"--dpi: {args.dpi} is not a resolution in 10..1200")
     traces = [load(p, args.run) for p in args.traces]
     out = plot(traces, args.kind, args.output or f"{args.kind}.png", width=args.width,
                dpi=args.dpi)

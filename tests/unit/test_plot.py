@@ -91,3 +91,36 @@ def test_large_gantt_is_painted_as_an_image(tmp_path, monkeypatch) -> None:
 
     # the same attempts cover a comparable area either way (bars are thinner)
     assert colored(img) > 0.05 and colored(bars) > 0.01
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["-o", "OUT.xyz"], "unsupported format 'xyz' (the extension must be one of "),
+    (["-o", "OUT.h5"], "unsupported format 'h5'"),
+    (["--width", "inf"], "--width: inf is not"),
+    (["--kind", "gantt", "--width", "1e9"], "--width: 1e+09 is not"),
+    (["--width", "0.001"], "--width"),
+    (["--dpi", "2"], "--dpi: 2 is not"),
+    (["--width", "60", "--dpi", "1200"], "72000 x 4320 pixels is too large"),
+])
+def test_plot_cli_bad_output_or_size_is_one_line_exit_2(tmp_path, capsys, argv: list[str],
+                                                        msg: str) -> None:
+    p = sim(tmp_path, "async")
+    argv = [str(tmp_path / ("out" + a[3:])) if a.startswith("OUT.") else a for a in argv]
+    if "-o" not in argv:
+        argv += ["-o", str(tmp_path / "x.png")]
+    assert cli(["plot", p, *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and msg in err and "Traceback" not in err
+    assert not [f for f in os.listdir(tmp_path) if not f.endswith(".h5")]
+
+
+def test_plot_without_extension_prints_the_png_written(tmp_path, capsys) -> None:
+    p = sim(tmp_path, "async")
+    assert cli(["plot", p, "-o", str(tmp_path / "noext")]) == 0
+    out = str(tmp_path / "noext.png")
+    assert capsys.readouterr().out.strip() == out and pixels(out).std() > 0.05
+    assert not os.path.exists(tmp_path / "noext")
+    # the extension picks the format whatever its case
+    assert cli(["plot", p, "-o", str(tmp_path / "up.SVG")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "up.SVG")
+    assert (tmp_path / "up.SVG").read_text().lstrip().startswith("<?xml")
