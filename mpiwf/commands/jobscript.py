@@ -89,6 +89,13 @@ def main(args: argparse.Namespace) -> int:
                   python=args.python or sys.executable, helper_dir=str(_HELPERS),
                   command=_command_line(args),
                   trace_stem=stem)
+    if args.output:  # before the notes: a path that cannot be written is the one line
+        try:  # surrogateescape: a path of bytes not UTF-8 goes into the script as it was
+            with open(args.output, "w", encoding="utf-8", errors="surrogateescape") as fh:
+                fh.write(text)
+            os.chmod(args.output, 0o755)
+        except OSError as exc:
+            raise SpecError("-o", f"cannot write {args.output!r} ({exc.strerror})") from None
     if args.system == "aurora" and any(ts.gpus for ts in wf.sets):
         print("mpiwf jobscript: note: CuPy does not run on Aurora's Intel GPUs; GPU tasks "
               "must use Level Zero/SYCL code of their own (docs/clusters.md)", file=sys.stderr)
@@ -98,9 +105,6 @@ def main(args: argparse.Namespace) -> int:
               f"once; the layout has {layout.workers} workers (fewer --nodes or "
               "--ranks-per-node would do)", file=sys.stderr)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(args.output, 0o755)
         print(f"mpiwf jobscript: wrote {args.output} ({args.system}, {layout.nodes} node(s) x "
               f"{layout.ranks_per_node} ranks)", file=sys.stderr)
     else:

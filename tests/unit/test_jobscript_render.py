@@ -293,6 +293,20 @@ def test_unknown_kernel_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "sets.a.kernel" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("out", ["DIR", "/proc/x.sh"])
+def test_unwritable_output_exits_2_with_one_line(out: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "wf.yaml"
+    spec.write_text(CPU_SPEC, encoding="utf-8")
+    (tmp_path / "d.sh").mkdir()
+    out = str(tmp_path / "d.sh") if out == "DIR" else out
+    assert cli_main(["jobscript", "--system", "slurm", "--nodes", "1", "--walltime", "00:10",
+                     str(spec), "-o", out]) == 2
+    o, err = capsys.readouterr()
+    assert o == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"mpiwf jobscript: error: -o: cannot write {out!r} (")
+
+
 def test_stdout_and_output_file_agree(tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     text, spec = _render_cli(tmp_path, "polaris", GPU_SPEC)
