@@ -446,6 +446,28 @@ def _dq(text: str) -> str:
     return re.sub(r'([\\"$`])', r"\\\1", text)
 
 
+def _comment_word(text: str) -> str:
+    """``text`` as one bash word that stays on its comment line.
+
+    ``shlex.quote`` where every character prints; otherwise ``$'...'`` with control
+    and other unprintable characters escaped (a newline would end the comment and
+    run the rest as a command), a byte of a path not UTF-8 as ``\\xHH``.
+    """
+    if text.isprintable():
+        return shlex.quote(text)
+    out = []
+    for c in text:
+        if c in "\\'":
+            out.append("\\" + c)
+        elif c.isprintable():
+            out.append(c)
+        elif 0xDC80 <= ord(c) <= 0xDCFF:  # surrogateescape: the path's own byte
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        else:
+            out.append(ascii(c)[1:-1])  # \n, \x1b, \u202e: bash's $'...' reads them back
+    return "$'" + "".join(out) + "'"
+
+
 def trace_word(system: str, trace: str | None, default_stem: str) -> str:
     """The trace path as one bash word: ``trace`` literally, or ``STEM-$JOBID.h5``."""
     if trace:
@@ -558,7 +580,7 @@ def render(wf: Workflow, system: str, layout: Layout, *, spec: str, walltime: st
     v.update({
         "LOGIN": " -l" if sysd.scheduler == "pbs" and sysd.fixed else "",
         "HEADER": header, "TITLE": sysd.title, "VERSION": __version__,
-        "COMMAND": " ".join(shlex.quote(c) for c in command) or "(library call)",
+        "COMMAND": " ".join(_comment_word(c) for c in command) or "(library call)",
         "SUBMIT": f"{SUBMIT[sysd.scheduler]} <this file>",
         "GPU_SUMMARY": gpu_summary, "WF_NAME": repr(wf.name), "NSETS": str(len(wf.sets)),
         "NTASKS": str(wf.ntasks), "MAX_RANKS": str(max_req[0]),
