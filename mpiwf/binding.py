@@ -25,7 +25,6 @@ This module imports mpi4py only inside :func:`discover`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
@@ -222,21 +221,19 @@ def layout_from_dict(d: Mapping[str, Any], path: str = "layout") -> Layout:
 
 
 def load_layout(path: str) -> Layout:
-    """Read a layout file (YAML or JSON)."""
+    """Read a layout file (YAML or JSON), as ``simulate --layout`` reads one.
+
+    Raises:
+        SpecError: no such file, a directory, bytes that are not UTF-8 text, a
+            syntax error or a bad layout.
+    """
     if not os.path.exists(path):
         raise SpecError(path, "no such layout file")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    try:
-        if path.endswith(".json"):
-            data = json.loads(text)
-        else:
-            import yaml
+    if os.path.isdir(path):
+        raise SpecError(path, "is a directory, not a layout file")
+    from .spec import read_document
 
-            data = yaml.safe_load(text)
-    except Exception as exc:
-        raise SpecError(path, f"cannot parse layout ({type(exc).__name__})") from None
-    return layout_from_dict(data or {}, path)
+    return layout_from_dict(read_document(path) or {}, path)
 
 
 def machine(nodes: int, cores_per_node: int, gpus_per_node: int = 0,

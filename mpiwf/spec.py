@@ -70,6 +70,8 @@ def read_document(path: str) -> Any:
         except json.JSONDecodeError as exc:
             raise SpecError(path, f"JSON syntax error at line {exc.lineno} column "
                             f"{exc.colno}: {exc.msg}") from None
+        except RecursionError:
+            raise SpecError(path, "JSON nesting too deep") from None
     import yaml
 
     try:

@@ -75,6 +75,13 @@ def test_python_tag_is_never_executed(outcomes: dict[str, dict]) -> None:
         load(os.path.join(HERE, "bad_specs", "python_tag.yaml"))
 
 
+def test_deeply_nested_json_is_one_spec_error(tmp_path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100000)
+    with pytest.raises(SpecError, match="JSON nesting too deep"):
+        load(str(path))
+
+
 # ------------------------------------------------------------------ fuzz
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**15, 10**15),
                      st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))

@@ -151,16 +151,34 @@ def test_layout_files_and_their_errors(tmp_path: Any) -> None:
             load_layout(str(p))
     with pytest.raises(SpecError, match="no such layout file"):
         load_layout(str(tmp_path / "missing.yaml"))
+    # read as simulate --layout reads one: one SpecError, never a decode error
+    for raw, problem in [(b"\x89HDF\r\n\x1a\n\xff", "not UTF-8 text"),
+                         (b"strategy: [\n", "YAML syntax error at line 2")]:
+        p.write_bytes(raw)
+        with pytest.raises(SpecError, match=problem):
+            load_layout(str(p))
+    j.write_text("[" * 100000)
+    with pytest.raises(SpecError, match="JSON nesting too deep"):
+        load_layout(str(j))
+    with pytest.raises(SpecError, match="is a directory, not a layout file"):
+        load_layout(str(tmp_path))
 
 
 def test_bad_layout_flags_exit_2_with_one_line(tmp_path: Any) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("sets:\n  - {name: a, kernel: noop}\n")
-    for extra in (["--layout", str(tmp_path / "none.yaml")], ["--cores-per-node", "0"]):
-        r = subprocess.run([sys.executable, "-m", "mpiwf", "run", str(spec), "--trace", "",
-                            *extra], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    binary = tmp_path / "trace.h5"  # a file that is not UTF-8 text
+    binary.write_bytes(b"\x89HDF\r\n\x1a\n\x00\xff")
+    run = ["run", str(spec), "--trace", ""]
+    for cmd, extra in ((run, ["--layout", str(tmp_path / "none.yaml")]),
+                       (run, ["--cores-per-node", "0"]), (run, ["--layout", str(binary)]),
+                       (["doctor"], ["--layout", str(binary)])):
+        r = subprocess.run([sys.executable, "-m", "mpiwf", *cmd, *extra], capture_output=True,
+                           text=True, cwd=ROOT, timeout=60)
         assert r.returncode == 2, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+        if binary.name in extra[-1]:
+            assert r.stderr.startswith(f"mpiwf {cmd[0]}: error: {binary}: not UTF-8 text")
 
 
 def test_visible_gpus_from_the_environment() -> None:
