@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 
@@ -24,16 +25,16 @@ def add_parser(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status."""
     from ..analysis import check
+    from ..errors import MpiwfError
     from ..export import write_chrome, write_csv
     from ..trace import load
 
     tr = load(args.trace, args.run)
     check(tr)
-    if args.format == "csv":
-        out = args.output or "tasks.csv"
-        n = write_csv(tr, out)
-    else:
-        out = args.output or "trace.json"
-        n = write_chrome(tr, out)
+    out = args.output or ("tasks.csv" if args.format == "csv" else "trace.json")
+    if os.path.exists(out) and os.path.samefile(out, args.trace):
+        raise MpiwfError(f"-o {out}: is the trace being exported (it would be overwritten); "
+                         "name another output file")
+    n = write_csv(tr, out) if args.format == "csv" else write_chrome(tr, out)
     print(f"{out}: {n} task rows{' (partial run)' if tr.partial else ''}")
     return 0

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import types
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -273,6 +274,18 @@ def test_export_cli_and_bad_input(seq, tmp_path, capsys) -> None:
         assert cli(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "not an HDF5 file" in err
+
+
+def test_export_refuses_to_overwrite_its_trace(seq, tmp_path, capsys) -> None:
+    before = Path(seq.path).read_bytes()
+    link = tmp_path / "link.h5"
+    os.link(seq.path, link)
+    for out, fmt in ((seq.path, "csv"), (str(link), "chrome")):
+        assert cli(["export", seq.path, "--format", fmt, "-o", out]) == 2
+        _, err = capsys.readouterr()
+        assert err == (f"mpiwf export: error: -o {out}: is the trace being exported (it would "
+                       "be overwritten); name another output file\n")
+    assert Path(seq.path).read_bytes() == before and load(seq.path).tasks.size == 3
 
 
 def test_trace_missing_fields_is_one_line_exit_2(tmp_path, capsys) -> None:
