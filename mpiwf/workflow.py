@@ -219,7 +219,7 @@ class Workflow:
         p = path if path is not None else f"sets.{name}"
         if not isinstance(name, str) or not name or not _NAME.match(name) \
                 or name != name.strip():
-            raise SpecError(f"{p}.name", f"invalid set name {name!r} (letters, digits, "
+            raise SpecError(f"{p}.name", f"invalid set name {name!r} (ASCII letters, digits, "
                             "'_.:+-' and inner spaces)")
         if name in self.by_name:
             raise SpecError(f"{p}.name", f"duplicate set name {name!r}")

@@ -75,6 +75,14 @@ def test_python_tag_is_never_executed(outcomes: dict[str, dict]) -> None:
         load(os.path.join(HERE, "bad_specs", "python_tag.yaml"))
 
 
+@pytest.mark.parametrize("name", ["café", "Ωmega", "a\u00a0b"])
+def test_non_ascii_set_name_says_ascii(name: str) -> None:
+    with pytest.raises(SpecError) as info:
+        from_dict({"sets": [{"name": name, "kernel": "noop"}]})
+    assert info.value.path == "sets[0].name"
+    assert f"invalid set name {name!r} (ASCII letters, digits, " in info.value.problem
+
+
 def test_deeply_nested_json_is_one_spec_error(tmp_path) -> None:
     path = tmp_path / "deep.json"
     path.write_text("[" * 100000)
