@@ -200,3 +200,13 @@ def test_machines_too_large_to_build_are_refused(tmp_path, capsys, argv, want) -
     assert cli_main([a.format(spec=spec) for a in argv]) == 2
     err = capsys.readouterr().err
     assert want in err and err.count("\n") == 1, err
+
+
+def test_jobscript_output_that_is_the_spec_is_refused(tmp_path, capsys) -> None:
+    spec = tmp_path / "w.yaml"
+    spec.write_text("name: w\nsets:\n  - {name: a, n: 2}\n")
+    before = spec.read_bytes()
+    assert cli_main(["jobscript", "--system", "slurm", "--nodes", "1", "--walltime", "00:10",
+                     str(spec), "-o", str(spec)]) == 2
+    assert "is the spec itself" in capsys.readouterr().err
+    assert spec.read_bytes() == before
