@@ -682,31 +682,76 @@ class Scheduler:
         left = self.resume_left
         left.update(t for t in tids if 0 <= t < self.ntasks)
         before = self.n_resumed
-        self._resume_queue.extend(sorted(t for t in left if self.state[t] == READY))
+        for sid, rq in enumerate(self.s_ready):
+            if rq:
+                self._take_recorded(sid)
         self._drain_resume()
         return self.n_resumed - before
 
-    def _resume_ready(self, a: int, b: int) -> None:
-        """Tasks a..b-1 just became ready: count those of ``resume_left`` done."""
+    def _take_recorded(self, sid: int) -> None:
+        """Take the recorded tasks out of set ``sid``'s ready ranges (in one pass over
+        them: one at a time would cost a pass each) and queue them to be counted."""
+        rq, left = self.s_ready[sid], self.resume_left
+        keep: list[list[int]] = []
+        taken: list[int] = []
+        for a, b in rq:
+            run = a
+            for t in range(a, b):
+                if t in left:
+                    if run < t:
+                        keep.append([run, t])
+                    taken.append(t)
+                    run = t + 1
+            if run < b:
+                keep.append([run, b])
+        if not taken:
+            return
+        rq.clear()
+        rq.extend(keep)
+        self.n_ready -= len(taken)
+        if not rq and self.s_queued[sid]:
+            h = self.cls_heap[self.s_cls[sid]]
+            h[:] = [e for e in h if e[2] != sid]
+            heapq.heapify(h)
+            self.s_queued[sid] = False
+        for t in sorted(taken):
+            self._to_resume(t)
+
+    def _to_resume(self, tid: int) -> None:
+        """A ready recorded task: dispatched to no worker, counted done by
+        :meth:`_drain_resume` once the event that made it ready is complete."""
+        self._set_state(tid, DISPATCHED)
+        self.running[tid] = ()
+        self._resume_queue.append(tid)
+
+    def _eligible_resumed(self, sid: int, a: int, b: int) -> None:
+        """:meth:`_eligible` on a resume: the recorded tasks of a..b-1 never join the
+        ready ranges; the others are pushed as usual."""
         left = self.resume_left
-        hit = [t for t in range(a, b) if t in left] if b - a <= len(left) else \
-            sorted(t for t in left if a <= t < b)
-        if hit:  # counted done once the event that made them ready is complete
-            self._resume_queue.extend(hit)
+        run = a
+        for t in range(a, b + 1):
+            if t == b or t in left:
+                if run < t:
+                    for u in range(run, t):
+                        self._set_state(u, READY)
+                    self._push_ready(sid, run, t, stamp=True)
+                if t < b:
+                    self.ready_at[t] = self.now
+                    self._set_state(t, READY)
+                    self._to_resume(t)
+                run = t + 1
 
     def _drain_resume(self) -> None:
         if self._resuming:  # called back through task_done: the loop below goes on
             return
         self._resuming = True
-        q, left, state = self._resume_queue, self.resume_left, self.state
+        q, left, state, running = self._resume_queue, self.resume_left, self.state, \
+            self.running
         try:
             while q:
                 tid = q.popleft()
-                if tid in left and state[tid] == READY:
+                if tid in left and state[tid] == DISPATCHED and running.get(tid) == ():
                     left.discard(tid)
-                    self._unready(self._sid(tid), tid)
-                    self._set_state(tid, DISPATCHED)
-                    self.running[tid] = ()
                     self.task_done(tid)  # may queue the children it makes ready
                     self.n_resumed += 1
         finally:
@@ -951,14 +996,17 @@ class Scheduler:
             else:
                 hs.append((sid, a, b))
             return
+        if self.resume_left and (b - a <= len(self.resume_left) and any(
+                t in self.resume_left for t in range(a, b)) or b - a > len(self.resume_left)
+                and any(a <= t < b for t in self.resume_left)):
+            self._eligible_resumed(sid, a, b)  # a resumed run: recorded tasks never run
+            return
         if self.validate:
             for tid in range(a, b):
                 self._set_state(tid, READY)
         else:  # callers only pass pending tasks: no need to check each transition
             self.state[a:b] = bytes((READY,)) * (b - a)
         self._push_ready(sid, a, b, stamp=True)
-        if self.resume_left:  # a resumed run: tasks recorded done are not run
-            self._resume_ready(a, b)
 
     def _push_ready(self, sid: int, a: int, b: int, stamp: bool) -> None:
         if stamp:
