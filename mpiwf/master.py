@@ -371,14 +371,21 @@ class Master:
         return max(cores, sum(self.sched.w_cores[m] for m in gang))
 
     def _gang_heard(self, w: int, now: float) -> bool:
-        """A silent worker that runs a multi-rank task with a member heard from within
-        the heartbeat timeout is waiting for that member (in the task's collective,
-        where a heartbeat thread may not get through), not hung: once every member
-        is silent that long, all of them are lost."""
+        """A silent worker in a running multi-rank task is waiting in the task's
+        collective (where a heartbeat thread may not get through) while a member still
+        in the task, one that has not reported, is heard from within the heartbeat
+        timeout: it is not taken for hung. Members that reported (or the extra workers
+        of a one-rank task, which run nothing) vouch for no one; once every member
+        still in the task is silent that long, they are lost."""
         beat, rank_of, limit = self.last_beat, self.rank_of, self.heartbeat_timeout
-        for gang in self.sched.running.values():
-            if len(gang) > 1 and w in gang and any(
-                    m != w and now - beat.get(rank_of[m], -1e300) <= limit for m in gang):
+        attempts, wf = self.sched.attempts, self.wf
+        for tid, gang in self.sched.running.items():
+            if len(gang) < 2 or w not in gang or wf.set_of(tid).ranks < 2:
+                continue
+            st = self.gang_reports.get((tid, attempts.get(tid, 0)))
+            done = st[3] if st is not None else ()
+            if any(m != w and rank_of[m] not in done
+                   and now - beat.get(rank_of[m], -1e300) <= limit for m in gang):
                 return True
         return False
 
@@ -834,8 +841,10 @@ class Master:
         key = (tid, attempt)
         st = self.gang_reports.get(key)
         if st is None:
-            st = self.gang_reports[key] = [len(gang), None, None]  # left, leader, error
+            # left, leader's report, first error, the ranks that reported
+            st = self.gang_reports[key] = [len(gang), None, None, set()]
         st[0] -= 1
+        st[3].add(src)
         if src == self.rank_of[gang[0]]:
             st[1] = rep
         elif rep[0] != STATUS_OK and st[2] is None:

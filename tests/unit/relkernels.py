@@ -96,3 +96,16 @@ def inputs_unless(path: str, inputs: list | None = None) -> list | None:
     if inputs is None or any(v is None for v in inputs):
         raise RuntimeError(f"inputs missing: {inputs}")
     return inputs
+
+
+def gang_stop_member(marker: str, seconds: float) -> int:
+    """A multi-rank task whose member 1 hangs (SIGSTOPs itself, its pid in ``marker``)
+    while member 0 returns after ``seconds``, waiting for no one."""
+    import mpiwf
+
+    if mpiwf.context().comm.Get_rank() == 1:
+        with open(marker, "w") as fh:
+            fh.write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGSTOP)
+    time.sleep(seconds)
+    return 0

@@ -202,6 +202,30 @@ sets:
     assert "1/1 tasks done" in p.stdout
 
 
+def test_hung_gang_member_is_lost_though_its_gang_mate_is_heard(tmp_path) -> None:
+    """A member that has reported (it waits for no one) vouches for no one: the hung
+    member is found lost within the heartbeat timeout, not waited for forever."""
+    marker = tmp_path / "stopped"
+    spec = _write(str(tmp_path / "h.yaml"), f"""
+sets:
+  - {{name: g, ranks: 2, kernel: "relkernels:gang_stop_member", args: ["{marker}", 0.3]}}
+""")
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(_mpiwf(3, spec, "--trace", str(tmp_path / "t.h5"), "--rundir",
+                                  str(tmp_path / "r")),
+                           env=_env(MPIWF_HEARTBEAT="0.2", MPIWF_HEARTBEAT_TIMEOUT="1.5"),
+                           capture_output=True, text=True, timeout=BOUND + 30)
+    finally:
+        if marker.exists():
+            try:
+                os.kill(int(marker.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+    assert p.returncode != 0 and "lost (no heartbeat" in p.stderr, p.stdout + p.stderr
+    assert time.monotonic() - t0 < 30
+
+
 def test_outside_kill_9_of_a_worker_plain_mpiexec(tmp_path) -> None:
     """The acceptance scenario: plain ``mpiexec -n 4``, ``kill -9`` of a worker."""
     piddir = tmp_path / "pids"
