@@ -30,6 +30,7 @@ set in a heap per request class, and the resource ledger is kept per node.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 from collections import deque
@@ -173,6 +174,13 @@ class Scheduler:
         self.free_gpus = [0] * nn
         self.free_count = [0] * nn
         self.idle_nodes: dict[int, None] = {}
+        # the nodes of idle_nodes with free cores, in idle_nodes' order ((seq, node),
+        # seq from when the node joined idle_nodes): a task that needs cores looks only
+        # at these (on GPU nodes whose cores are all busy, idle_nodes holds every node
+        # with an idle GPU worker, and a scan of them all per placement was quadratic)
+        self._node_seq = [0] * nn
+        self._seq_next = 0
+        self.core_nodes: list[tuple[int, int]] = []
         self.room: list[dict[int, None]] = [{}, {}]
         for w in reversed(range(len(self.workers))):
             self._to_idle(w)
@@ -194,17 +202,26 @@ class Scheduler:
     def _to_idle(self, w: int) -> None:
         nd = self.w_node[w]
         (self.idle_gpu if self.w_gpus[w] else self.idle_cpu)[nd].append(w)
+        had = self.free_cores[nd]
         self.free_cores[nd] += self.w_cores[w]
         self.free_gpus[nd] += self.w_gpus[w]
         self.free_count[nd] += 1
         if self.free_count[nd] == 1:
             self.idle_nodes[nd] = None
+            self._node_seq[nd] = self._seq_next
+            self._seq_next += 1
+        if not had and self.free_cores[nd]:
+            bisect.insort(self.core_nodes, (self._node_seq[nd], nd))
 
     def _take_idle(self, w: int) -> None:
         nd = self.w_node[w]
+        had = self.free_cores[nd]
         self.free_cores[nd] -= self.w_cores[w]
         self.free_gpus[nd] -= self.w_gpus[w]
         self.free_count[nd] -= 1
+        if had and not self.free_cores[nd]:
+            cn = self.core_nodes
+            del cn[bisect.bisect_left(cn, (self._node_seq[nd], nd))]
         if self.free_count[nd] == 0:
             del self.idle_nodes[nd]
 
@@ -917,7 +934,10 @@ class Scheduler:
     def _place(self, c: int) -> tuple[int, ...] | None:
         r, cores, gpus, _ = self.cls_key[c]
         wc, wg = self.w_cores, self.w_gpus
-        for nd in self.idle_nodes:
+        # nodes with free cores, in the order of idle_nodes (for a task needing none,
+        # every idle node); the loop returns right after the one change it makes
+        nodes = (nd for _, nd in self.core_nodes) if cores > 0 else self.idle_nodes
+        for nd in nodes:
             if self.free_count[nd] < r or self.free_cores[nd] < cores \
                     or self.free_gpus[nd] < gpus:
                 continue
@@ -1168,6 +1188,9 @@ def check_invariants(s: Scheduler) -> None:
         assert s.free_cores[nd] == sum(s.w_cores[w] for w in idle)
         assert s.free_gpus[nd] == sum(s.w_gpus[w] for w in idle)
         assert (nd in s.idle_nodes) == (len(idle) > 0)
+    # core_nodes: the idle nodes with free cores, in idle_nodes' order
+    assert [nd for _, nd in s.core_nodes] == [nd for nd in s.idle_nodes if s.free_cores[nd]]
+    assert s.core_nodes == sorted(s.core_nodes)
     for gang in s.running.values():
         if len(gang) > 1:
             assert all(s.load[w] == 1 or s.lost[w] for w in gang)
