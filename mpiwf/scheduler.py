@@ -846,14 +846,16 @@ class Scheduler:
 
     def _fits(self, c: int) -> bool:
         r, cores, gpus, short = self.cls_key[c]
+        # a task needing cores fits only nodes with free cores (see core_nodes)
+        nodes = (nd for _, nd in self.core_nodes) if cores > 0 else self.idle_nodes
         if short:
             if self.idle_nodes:
-                for nd in self.idle_nodes:
+                for nd in nodes:
                     if self.free_gpus[nd] >= gpus and self.free_cores[nd] >= cores:
                         return True
             room = self.room[1 if gpus else 0] if gpus else self.room[0] or self.room[1]
             return bool(room)
-        for nd in self.idle_nodes:
+        for nd in nodes:
             if self.free_count[nd] >= r and self.free_cores[nd] >= cores \
                     and self.free_gpus[nd] >= gpus:
                 return True
@@ -890,8 +892,9 @@ class Scheduler:
                     if wc[w] >= cores and wg[w] >= gpus and load[w] < capc:
                         return (w,), self._fill_room(w, room, capc, want)
                     break
-        # slow path: any idle worker of any node that covers the request
-        for nd in list(self.idle_nodes):
+        # slow path: any idle worker of any node that covers the request (a request
+        # for cores: of a node with free cores, in the same order)
+        for nd in ([nd for _, nd in self.core_nodes] if cores > 0 else list(self.idle_nodes)):
             for lst in ((self.idle_gpu[nd],) if gpus else (self.idle_cpu[nd], self.idle_gpu[nd])):
                 for i in range(len(lst) - 1, -1, -1):
                     w = lst[i]
