@@ -148,8 +148,8 @@ class Scheduler:
         self.stage_left: list[int] = []
         self.stage_lo = 0
         self.held: dict[int, list[tuple[int, int, int]]] = {}
-        # ---- resume: tasks recorded done that are not counted done yet (a stage the
-        # window holds), and how many have been counted (see mark_done)
+        # ---- resume: tasks recorded done not counted done yet (not ready yet), the
+        # ready ones waiting to be counted, and how many have been (see mark_done)
         self.resume_left: set[int] = set()
         self.n_resumed = 0
         self._resuming = False
@@ -1019,9 +1019,9 @@ class Scheduler:
             else:
                 hs.append((sid, a, b))
             return
-        if self.resume_left and (b - a <= len(self.resume_left) and any(
-                t in self.resume_left for t in range(a, b)) or b - a > len(self.resume_left)
-                and any(a <= t < b for t in self.resume_left)):
+        left = self.resume_left
+        if left and (any(t in left for t in range(a, b)) if b - a <= len(left)
+                     else any(a <= t < b for t in left)):
             self._eligible_resumed(sid, a, b)  # a resumed run: recorded tasks never run
             return
         if self.validate:
