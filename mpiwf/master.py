@@ -877,21 +877,25 @@ class Master:
     def _refuse_lost_inputs(self, nsets: int, kept: list[bool]) -> None:
         """Sets added from ``nsets`` on that take ``inputs`` from tasks that finished
         before they were added, whose values no set wanted then (rank 0 keeps a value
-        only while some set takes it as an input): they would get ``None`` in place of
+        only while some set takes it as an input), or that a resume counted done from
+        a trace (which holds no values): they would get ``None`` in place of
         those values, so they are given up (cancelled, with a failure that says why)
         rather than run on wrong inputs."""
-        wf, state = self.wf, self.sched.state
+        wf, state, skip = self.wf, self.sched.state, self.skip_done
+
+        def dropped(t: int, a: int) -> bool:  # done, its value not here (or from a trace)
+            return state[t] == DONE and (not (a < len(kept) and kept[a]) or t in skip)
+
         for sid in range(nsets, len(wf.sets)):
             ts = wf.sets[sid]
             if not ts.inputs:
                 continue
             lost: list[int] = [a for a, _ in self._in_sets.get(sid, ())
-                               if not (a < len(kept) and kept[a])
-                               and any(state[t] == DONE for t in wf.sets[a].task_ids())]
+                               if any(dropped(t, a) for t in wf.sets[a].task_ids())]
             for tid in ts.task_ids():
                 for ta in self._in_edges.get(tid, ()):
                     a = wf.set_of(ta).sid
-                    if not (a < len(kept) and kept[a]) and state[ta] == DONE and a not in lost:
+                    if a not in lost and dropped(ta, a):
                         lost.append(a)
             if not lost:
                 continue

@@ -77,6 +77,30 @@ def test_added_set_with_inputs_gets_them_or_is_refused() -> None:
     assert sorted(v["task"] for v in y["inputs"]) == ["x[0]", "x[1]"]
 
 
+def test_resumed_run_refuses_an_added_set_whose_inputs_came_from_the_trace() -> None:
+    """On a resume, tasks counted done from the trace have no value here even when a
+    set takes their values (``d`` below, itself recorded done): a set added later
+    with inputs from them is refused, not run on None."""
+    wf = Workflow("dyn")
+    wf.add_set("a", 3, "echo", (7,))
+    wf.add_set("d", 1, "echo", after=["a"], inputs=True)
+    wf.add_set("b", 1, "noop")
+    got: dict[str, list] = {}
+
+    def cb(ev: TaskEvent) -> None:
+        got.setdefault(ev.set, []).append(ev.value)
+        if ev.set == "b" and "late" not in wf.by_name:
+            wf.add_set("late", 1, "echo", after=["a"], inputs=True)
+
+    def setup(m) -> None:
+        m.skip_done = {0, 1, 2, 3}  # a and d recorded done in an earlier run
+
+    s, m = local.run_threads(wf, Config(progress_interval=0, validate=True), nworkers=2,
+                             callbacks=[cb], setup=setup)
+    assert "late" not in got and [f[:2] for f in m.failures] == [("late", "InputsNotKept")]
+    assert (s.done, s.cancelled) == (5, 1)
+
+
 def test_pure_layers_do_not_import_mpi4py() -> None:
     assert "mpi4py" not in sys.modules or True  # other tests may import it; check below
     import subprocess
