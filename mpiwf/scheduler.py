@@ -726,11 +726,8 @@ class Scheduler:
         rq.clear()
         rq.extend(keep)
         self.n_ready -= len(taken)
-        if not rq and self.s_queued[sid]:
-            h = self.cls_heap[self.s_cls[sid]]
-            h[:] = [e for e in h if e[2] != sid]
-            heapq.heapify(h)
-            self.s_queued[sid] = False
+        if not rq:
+            self._unqueue(sid)
         for t in sorted(taken):
             self._to_resume(t)
 
@@ -1047,6 +1044,14 @@ class Scheduler:
             heapq.heappush(self.cls_heap[self.s_cls[sid]], (-self.s_prio[sid], self.seq, sid))
             self.seq += 1
 
+    def _unqueue(self, sid: int) -> None:
+        """Set ``sid`` has no ready range left: out of its class heap."""
+        if self.s_queued[sid]:
+            h = self.cls_heap[self.s_cls[sid]]
+            h[:] = [e for e in h if e[2] != sid]
+            heapq.heapify(h)
+            self.s_queued[sid] = False
+
     def _unready(self, sid: int, tid: int) -> None:
         rq = self.s_ready[sid]
         for rng in list(rq):
@@ -1058,11 +1063,8 @@ class Scheduler:
                     rq.append([tid + 1, rng[1]])
                 self.n_ready -= 1
                 break
-        if not rq and self.s_queued[sid]:
-            h = self.cls_heap[self.s_cls[sid]]
-            h[:] = [e for e in h if e[2] != sid]
-            heapq.heapify(h)
-            self.s_queued[sid] = False
+        if not rq:
+            self._unqueue(sid)
 
     def _release_set(self, sid: int) -> None:
         """All all-to-all parents of ``sid`` are done: its pending tasks whose own
