@@ -363,13 +363,6 @@ class Master:
             if not found:
                 self.request_stop("received SIGUSR1")
 
-    def _held_cores(self, cores: int, gang: tuple[int, ...]) -> int:
-        """The cores a task held: a multi-rank task holds its workers' cores whole
-        (at least those it asked for)."""
-        if len(gang) == 1:
-            return cores
-        return max(cores, sum(self.sched.w_cores[m] for m in gang))
-
     def _gang_heard(self, w: int, now: float) -> bool:
         """A silent worker in a running multi-rank task is waiting in the task's
         collective (where a heartbeat thread may not get through) while a member still
@@ -412,7 +405,7 @@ class Master:
             if self.trace is not None:
                 self.trace.add((tid, ts.sid, tid - ts.offset, att, STATUS_LOST,
                                 self.rank_of[gang[0]], len(gang), self.node_of[gang[0]],
-                                self._held_cores(ts.cores, gang), ts.gpus,
+                                self.sched.held_cores(ts.cores, gang), ts.gpus,
                                 self.created.a[tid],
                                 ready.get(tid, self.sched.ready_at[tid]) - self.t0, d, d,
                                 now - self.t0,
@@ -645,7 +638,7 @@ class Master:
                             s = e
                     w = gang[0]
                     trace.add((tid, ts.sid, tid - ts.offset, attempt, code, self.rank_of[w],
-                               len(gang), self.node_of[w], self._held_cores(ts.cores, gang),
+                               len(gang), self.node_of[w], self.sched.held_cores(ts.cores, gang),
                                ts.gpus, created[tid], rdy, d,
                                s, e, recv))
                 if callbacks:

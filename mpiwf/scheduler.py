@@ -796,6 +796,13 @@ class Scheduler:
         machine that lost the workers some task needs)."""
         return not self.finished and not self.running and not self.schedule_possible()
 
+    def held_cores(self, cores: int, gang: Sequence[int]) -> int:
+        """The cores a task asking for ``cores`` holds on ``gang``: a multi-rank task
+        holds its workers' cores whole (at least those it asked for)."""
+        if len(gang) < 2:
+            return cores
+        return max(cores, sum(self.w_cores[m] for m in gang))
+
     def schedule_possible(self) -> bool:
         """Some ready task fits the free workers now."""
         return any(h and self._fits(c) for c, h in enumerate(self.cls_heap))

@@ -134,7 +134,6 @@ def simulate(wf: Workflow, workers: Sequence[WorkerSpec], mode: str = "async", *
                       prefetch=0, validate=validate)
     ranks = [w.rank for w in workers]
     nodes = [w.node for w in workers]
-    w_cores = [w.cores for w in workers]
     heap: list[tuple[float, int, float]] = []  # (end, task, start)
     rows: list[tuple[Any, ...]] = []
     now = 0.0
@@ -168,8 +167,8 @@ def simulate(wf: Workflow, workers: Sequence[WorkerSpec], mode: str = "async", *
             lead = gang[0]
             if trace is not None:
                 ready_at = float(sched.ready_at[tid])
-            held = cores if len(gang) == 1 else max(cores, sum(w_cores[m] for m in gang))
-            row = (tid, sid, tid - off, 0, DONE, ranks[lead], len(gang), nodes[lead], held,
+            row = (tid, sid, tid - off, 0, DONE, ranks[lead], len(gang), nodes[lead],
+                   cores if len(gang) == 1 else sched.held_cores(cores, gang),
                    gpus, created, ready_at, t0, t0, now, now)
             rows.append(row)
             if trace is not None:
