@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
+
+from . import refuse_overwrite
 
 
 def add_parser(sub: Any) -> None:
@@ -25,16 +26,13 @@ def add_parser(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status."""
     from ..analysis import check
-    from ..errors import MpiwfError
     from ..export import write_chrome, write_csv
     from ..trace import load
 
     tr = load(args.trace, args.run)
     check(tr)
     out = args.output or ("tasks.csv" if args.format == "csv" else "trace.json")
-    if os.path.exists(out) and os.path.samefile(out, args.trace):
-        raise MpiwfError(f"-o {out}: is the trace being exported (it would be overwritten); "
-                         "name another output file")
+    refuse_overwrite("-o", out, args.trace, "the trace being exported")
     n = write_csv(tr, out) if args.format == "csv" else write_chrome(tr, out)
     print(f"{out}: {n} task rows{' (partial run)' if tr.partial else ''}")
     return 0

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import refuse_overwrite
+
 #: Where the GPU affinity helpers live in a source checkout.
 _HELPERS = Path(__file__).resolve().parents[2] / "jobscripts"
 
@@ -81,8 +83,7 @@ def main(args: argparse.Namespace) -> int:
         d = os.path.dirname(os.path.abspath(args.output))
         if not os.path.isdir(d):
             raise SpecError("-o", f"directory {d!r} does not exist")
-        if os.path.exists(args.output) and os.path.samefile(args.output, args.spec):
-            raise SpecError("-o", f"{args.output!r} is the spec itself")
+        refuse_overwrite("-o", args.output, args.spec, "the spec itself")
     stem = os.path.abspath(f"{wf.name}-{args.system}")
     text = render(wf, args.system, layout, spec=os.path.abspath(args.spec),
                   walltime=args.walltime, mode=args.mode,

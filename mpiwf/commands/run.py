@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any
 
+from . import refuse_overwrite
+
 
 def add_parser(sub: Any) -> None:
     """Register the subcommand."""
@@ -77,8 +79,7 @@ def main(args: argparse.Namespace) -> int:
         d = os.path.dirname(os.path.abspath(trace_path))
         if not os.path.isdir(d):
             raise SpecError("--trace", f"directory {d!r} does not exist")
-        if os.path.exists(trace_path) and os.path.samefile(trace_path, args.spec):
-            raise SpecError("--trace", f"{trace_path!r} is the spec itself")
+        refuse_overwrite("--trace", trace_path, args.spec, "the spec itself")
 
     def build() -> Any:
         wf = load(args.spec, fmt=args.format)

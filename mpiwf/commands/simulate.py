@@ -8,6 +8,8 @@ import math
 import os
 from typing import Any
 
+from . import refuse_overwrite
+
 #: the largest machine simulated (Frontier, 9,408 nodes, is ~600,000 workers): a
 #: larger one is a typo, and would fill memory building its workers
 MAX_NODES = 1_000_000
@@ -132,10 +134,8 @@ def main(args: argparse.Namespace) -> int:
         d = os.path.dirname(os.path.abspath(args.trace))
         if not os.path.isdir(d):
             raise SpecError("--trace", f"directory {d!r} does not exist")
-        spec = getattr(args, "spec", None)
-        if spec and os.path.exists(args.trace) and os.path.exists(spec) \
-                and os.path.samefile(args.trace, spec):
-            raise SpecError("--trace", f"{args.trace!r} is the spec itself")
+        if getattr(args, "spec", None):
+            refuse_overwrite("--trace", args.trace, args.spec, "the spec itself")
     out = simulate_to_trace(wf, workers, args.mode, trace_path=args.trace or None,
                             seed=args.seed, order=args.order,
                             attrs={"layout": lay, "time_scale": args.time_scale,
