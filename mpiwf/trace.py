@@ -963,6 +963,12 @@ def nruns(path: str) -> int:
 _DAMAGE = (KeyError, OSError, ValueError, TypeError, IndexError, AttributeError)
 
 
+def _damaged(path: str, exc: BaseException, run: Any = None) -> TraceError:
+    """The one line for a damaged trace: what reading it raised, and in which run."""
+    where = f"run {run}: " if run is not None else ""
+    return TraceError(f"{path}: damaged trace ({where}{type(exc).__name__}: {exc})")
+
+
 def _check_open(path: str) -> Any:
     if not os.path.exists(path):
         raise TraceError(f"{path}: no such file")
@@ -1013,7 +1019,7 @@ def load(path: str, run: int = -1) -> Trace:
             te = g["task_edges"][:] if "task_edges" in g else np.zeros((0, 2), "<i8")
             errors = _rows(g["errors"][:]) if "errors" in g else []
         except _DAMAGE as exc:
-            raise TraceError(f"{path}: damaged trace ({type(exc).__name__}: {exc})") from None
+            raise _damaged(path, exc) from None
         return Trace(path, int(key), attrs, tasks, sets, workers, se, te, errors)
     finally:
         f.close()
@@ -1187,7 +1193,7 @@ def runs_info(path: str) -> list[dict[str, Any]]:
                     simulated=bool(a.get("simulated", False)),
                     sets=[(str(_decode(r["name"])), int(r["n"])) for r in sets]))
             except _DAMAGE as exc:
-                raise TraceError(f"{path}: damaged trace (run {key}: {exc})") from None
+                raise _damaged(path, exc, key) from None
         return out
     finally:
         f.close()
@@ -1206,8 +1212,7 @@ def done_tasks(path: str) -> set[int]:
                 if "done" in g:
                     out.update(_done_count(g["done"])[1].tolist())
             except _DAMAGE as exc:
-                raise TraceError(f"{path}: damaged trace (run {key}: {type(exc).__name__}: "
-                                 f"{exc})") from None
+                raise _damaged(path, exc, key) from None
         return out
     finally:
         f.close()
