@@ -992,7 +992,9 @@ def load(path: str, run: int = -1) -> Trace:
     """Read one run of a trace (the last one by default).
 
     Raises:
-        TraceError: missing file, not an mpiwf trace, or no such run.
+        TraceError: missing file, not an mpiwf trace, no such run, or a damaged run
+            (a dataset missing or of another type, a ``tasks`` table beside a
+            ``done`` group without every field of ROW_DTYPE, ...).
     """
     f = _check_open(path)
     try:
@@ -1012,6 +1014,7 @@ def load(path: str, run: int = -1) -> Trace:
             sets = _rows(g["sets"][:])
             workers = _rows(g["workers"][:]) if "workers" in g else []
             if "done" in g:
+                _check_row_fields(stored)
                 stored = _merge_done(stored, g["done"], sets, workers,
                                      float(attrs.get("start_time") or 0.0))
             tasks = _with_derived(stored, sets, workers)
@@ -1023,6 +1026,17 @@ def load(path: str, run: int = -1) -> Trace:
         return Trace(path, int(key), attrs, tasks, sets, workers, se, te, errors)
     finally:
         f.close()
+
+
+def _check_row_fields(stored: np.ndarray) -> None:
+    """Raise ValueError if the ``tasks`` table of a run with a ``done`` group lacks a
+    field of ROW_DTYPE (an empty or wrong-type dataset in its place): every writer of
+    that format stores them all, and the merge would fill the missing ones with zeros
+    where analysis could no longer name them."""
+    names = set(stored.dtype.names or ())
+    missing = [n for n in ROW_DTYPE.names or () if n not in names]
+    if missing:
+        raise ValueError(f"tasks table lacks field(s) {', '.join(missing)}")
 
 
 def _done_count(done: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -581,3 +581,30 @@ def test_hand_edited_traces_are_one_line_not_a_traceback(tmp_path, capsys, edit,
         assert cli_main(argv) == 2
         err = capsys.readouterr().err
         assert "damaged trace" in err and want in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("table", [np.zeros(0), np.zeros(3, dtype=[("x", "<i4")]),
+                                   np.zeros(2, dtype=[("task", "<i8"), ("status", "i1")])])
+def test_a_tasks_table_without_its_fields_beside_done_is_a_damaged_trace(
+        tmp_path, capsys, table) -> None:
+    """A run whose ``done`` group is sound but whose ``tasks`` dataset is empty of
+    fields, of another type, or short of some: refused as a damaged trace (the merge
+    with ``done`` used to fill the missing fields with zeros and analyse it)."""
+    from mpiwf.cli import main as cli_main
+
+    spec = tmp_path / "w.yaml"
+    spec.write_text("name: w\nsets:\n  - {name: a, n: 5}\n")
+    path = str(tmp_path / "t.h5")
+    assert cli_main(["run", str(spec), "--trace", path, "--progress", "0"]) == 0
+    with h5py.File(path, "a") as f:
+        assert "done" in f["runs/0"]
+        del f["runs/0/tasks"]
+        f["runs/0/tasks"] = table
+    with pytest.raises(TraceError, match="damaged trace .*tasks table lacks field"):
+        load(path)
+    capsys.readouterr()
+    for argv in (["analyze", path], ["export", path, "-o", str(tmp_path / "t.csv")]):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err
+        assert "damaged trace" in err and "tasks table lacks field(s)" in err, err
+        assert err.count("\n") == 1, err
