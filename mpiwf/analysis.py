@@ -27,8 +27,8 @@ _NEEDED = ("task", "set", "attempt", "status", "worker", "cores", "gpus", "ready
 __all__ = [
     "DONE", "analyze_paths", "binned", "check", "compare", "concurrency", "critical_path",
     "failures", "format_comparison", "format_summary", "makespan", "model_critical_path",
-    "overheads", "per_set", "step_series", "summarize", "to_dataframe", "totals",
-    "utilization", "utilization_series",
+    "overheads", "per_set", "resumed_count", "step_series", "summarize", "to_dataframe",
+    "totals", "utilization", "utilization_series",
 ]
 
 
@@ -489,6 +489,17 @@ def model_critical_path(tr: Trace) -> dict[str, Any]:
 
 
 # ====================================================================== summaries
+def resumed_count(attrs: dict[str, Any]) -> int:
+    """How many tasks a run resumed from an earlier trace counted done without running
+    them (0 for a run that is no resume): ``resumed_done`` as the run ended, else, for
+    a resumed run killed before its end, the ``resumed_recorded`` ids it started from."""
+    n = attrs.get("resumed_done", attrs.get("resumed_recorded"))
+    try:
+        return max(int(n or 0), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def summarize(tr: Trace) -> dict[str, Any]:
     """The headline numbers of one run (JSON-serialisable; no per-row arrays).
 
@@ -515,6 +526,8 @@ def summarize(tr: Trace) -> dict[str, Any]:
         "mode": tr.mode,
         "simulated": tr.simulated,
         "partial": tr.partial,
+        "resumed": resumed_count(tr.attrs),
+        "resumed_from": tr.attrs.get("resumed_from"),
         "makespan": ms,
         "tasks": ndone,
         "rows": int(len(t)),
@@ -534,15 +547,28 @@ def summarize(tr: Trace) -> dict[str, Any]:
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Run ``b`` against baseline ``a``: I = 1 - T_b / T_a, speed-up, utilization change."""
+    """Run ``b`` against baseline ``a``: I = 1 - T_b / T_a, speed-up, utilization change.
+
+    A resumed run (``summarize``'s ``resumed`` > 0) ran only what an earlier trace did
+    not record done, so its makespan does not cover the workflow: with such a run on
+    either side, I and the speed-up are NaN and ``note`` says why (None otherwise).
+    """
     ta, tb = a["makespan"], b["makespan"]
+    note = "; ".join(_resumed_note(s) for s in (b, a) if s.get("resumed")) or None
     return {
         "baseline": a["trace"], "other": b["trace"],
-        "improvement": 1.0 - tb / ta if ta > 0 else float("nan"),
-        "speedup": ta / tb if tb > 0 else float("nan"),
+        "improvement": 1.0 - tb / ta if ta > 0 and note is None else float("nan"),
+        "speedup": ta / tb if tb > 0 and note is None else float("nan"),
         "utilization_change": {k: b["utilization"][k] - a["utilization"][k]
                                for k in ("cpu", "gpu")},
+        "note": note,
     }
+
+
+def _resumed_note(s: dict[str, Any]) -> str:
+    src = f" ({s['resumed_from']})" if s.get("resumed_from") else ""
+    return (f"{s['trace']} is a resume that counted {s['resumed']} task(s) done from an "
+            f"earlier trace{src}, so its makespan does not cover the workflow")
 
 
 def analyze_paths(paths: Sequence[str], run: int = -1) -> list[dict[str, Any]]:
@@ -554,6 +580,8 @@ def format_summary(s: dict[str, Any]) -> str:
     """Human-readable lines for one summary."""
     u = s["utilization"]
     part = "  [PARTIAL: run did not end cleanly]" if s["partial"] else ""
+    if s.get("resumed"):
+        part += f"  [RESUMED: {s['resumed']} task(s) counted done from an earlier trace]"
     sim = "  (simulated)" if s["simulated"] else ""
     lines = [
         f"trace       {s['trace']} (run {s['run']}){part}",
@@ -608,9 +636,12 @@ def format_comparison(sums: Sequence[dict[str, Any]]) -> str:
             + "".join(f"{100 * s['utilization']['gpu']:>{w}.1f}" for s in sums)]
     comps = [compare(base, s) for s in sums[1:]]
     dash = f"{'—':>{w}}"
+    # no I or speed-up against a resume: "—" as for the baseline (the note says why)
     rows += [f"{'improvement I (%)':<22}" + dash
-             + "".join(f"{100 * c['improvement']:>{w}.1f}" for c in comps),
-             f"{'speed-up':<22}" + dash + "".join(f"{c['speedup']:>{w}.3f}" for c in comps),
+             + "".join(dash if c["note"] else f"{100 * c['improvement']:>{w}.1f}"
+                       for c in comps),
+             f"{'speed-up':<22}" + dash
+             + "".join(dash if c["note"] else f"{c['speedup']:>{w}.3f}" for c in comps),
              f"{'CPU util. change (pt)':<22}" + dash
              + "".join(f"{100 * c['utilization_change']['cpu']:>+{w}.1f}" for c in comps),
              f"{'GPU util. change (pt)':<22}" + dash

@@ -42,6 +42,10 @@ def main(args: argparse.Namespace) -> int:
     if comps:
         print("\n" + format_comparison(sums))
     for c in comps:
+        if c["note"]:
+            print(f"\n{c['other']} vs {c['baseline']}: no improvement I or speed-up: "
+                  f"{c['note']}")
+            continue
         print(f"\n{c['other']} vs {c['baseline']}: improvement I = {100 * c['improvement']:.1f} %"
               f", speed-up {c['speedup']:.3f}, utilization change cpu "
               f"{100 * c['utilization_change']['cpu']:+.1f} pt, gpu "

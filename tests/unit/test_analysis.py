@@ -288,6 +288,37 @@ def test_export_refuses_to_overwrite_its_trace(seq, tmp_path, capsys) -> None:
     assert Path(seq.path).read_bytes() == before and load(seq.path).tasks.size == 3
 
 
+def test_a_resumed_run_is_compared_without_an_improvement(tmp_path, capsys) -> None:
+    """A resume of a finished run counts every task done and runs none: its makespan
+    (0) covers none of the workflow, so analyze gives no I or speed-up against it, or
+    with it as the baseline, and says why, instead of I = 100 %."""
+    spec = tmp_path / "w.yaml"
+    spec.write_text("name: w\nsets:\n  - {name: a, n: 5}\n")
+    pa, pb = str(tmp_path / "a.h5"), str(tmp_path / "b.h5")
+    assert cli(["run", str(spec), "--trace", pa, "--progress", "0"]) == 0
+    assert cli(["run", str(spec), "--trace", pb, "--resume", pa, "--progress", "0"]) == 0
+    capsys.readouterr()
+    assert cli(["analyze", pa, pb]) == 0
+    out = capsys.readouterr().out
+    assert "improvement I =" not in out
+    table = out[out.index("improvement I (%)"):].splitlines()
+    assert table[0].split()[-2:] == ["—", "—"] and table[1].split()[-2:] == ["—", "—"]
+    assert "[RESUMED: 5 task(s) counted done from an earlier trace]" in out
+    assert (f"{pb} vs {pa}: no improvement I or speed-up: {pb} is a resume that counted "
+            "5 task(s) done from an earlier trace") in out
+    assert cli(["analyze", pa, pb, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["improvement"] is None and d["speedup"] is None
+    assert "is a resume" in d["comparisons"][0]["note"] and d["runs"][1]["resumed"] == 5
+    a, b = an.analyze_paths([pa, pb])
+    assert (a["resumed"], b["resumed"]) == (0, 5) and b["resumed_from"] == pa
+    for x, y in ((a, b), (b, a)):
+        c = an.compare(x, y)
+        assert np.isnan(c["improvement"]) and np.isnan(c["speedup"])
+        assert f"{pb} is a resume that counted 5 task(s) done" in c["note"]
+    assert an.compare(a, a)["note"] is None
+
+
 def test_trace_missing_fields_is_one_line_exit_2(tmp_path, capsys) -> None:
     p = tmp_path / "odd.h5"
     with h5py.File(p, "w") as f:
