@@ -16,15 +16,18 @@ MAX_NODES = 1_000_000
 MAX_WORKERS = 4_000_000
 
 def add_machine_args(p: Any, required: bool) -> None:
-    """Options naming a virtual machine: ``--layout/--nodes`` or ``--cores/--gpus``."""
+    """Options naming a virtual machine: ``--layout`` or ``--cores/--gpus`` (the shape of
+    a node), and ``--nodes`` (how many of them)."""
     p.add_argument("--layout", default=None,
                    help="summit (42 cores + 6 GPUs per node), summit168 (the paper's count: "
                    "168 hardware threads + 6 GPUs), frontier, perlmutter, polaris, or a "
                    "YAML/JSON layout file" + ("" if required else
                                               " (default: unlimited resources)"))
-    p.add_argument("--nodes", type=int, default=None, help="nodes of the layout")
+    p.add_argument("--nodes", type=int, default=None,
+                   help="nodes of the layout (default: its own count), or of the node that "
+                   "--cores and --gpus describe (default 1)")
     p.add_argument("--cores", type=int, default=None,
-                   help="instead of a layout: one node of this many cores")
+                   help="instead of a layout: a node of this many cores (--nodes of them)")
     p.add_argument("--gpus", type=int, default=0, help="GPUs of that node (with --cores)")
 
 
@@ -67,7 +70,7 @@ def machine(args: argparse.Namespace, required: bool) -> tuple[Any, dict[str, An
         lay = Layout("cores", args.cores, args.gpus, args.nodes or 1)
         return lay.workers(), {**lay.as_dict()}
     if args.nodes is not None:
-        raise SpecError("--nodes", "needs --layout")
+        raise SpecError("--nodes", "needs --layout or --cores (the shape of a node)")
     if required:
         raise SpecError("--layout", "name a machine: --layout L [--nodes N] or --cores N")
     return None, {"name": "unlimited"}

@@ -202,6 +202,32 @@ def test_machines_too_large_to_build_are_refused(tmp_path, capsys, argv, want) -
     assert want in err and err.count("\n") == 1, err
 
 
+@pytest.mark.parametrize("cmd", ["simulate", "model"])
+def test_nodes_with_cores_is_that_many_nodes_and_the_help_says_so(tmp_path, capsys,
+                                                                   cmd) -> None:
+    """``--cores C --nodes N`` is N nodes of C cores (it always was: the size checks
+    count it): the help said ``--nodes`` was of the layout and ``--cores`` one node,
+    and ``--nodes`` alone was refused as needing ``--layout`` only."""
+    from mpiwf.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    helps = {a.dest: a.help or "" for a in sub.choices[cmd]._actions}
+    assert "--cores" in helps["nodes"] and "--nodes" in helps["cores"]
+    assert "one node of" not in helps["cores"]
+    spec = tmp_path / "w.yaml"
+    spec.write_text("name: w\nsets:\n  - {name: a, n: 12, duration: 1.0, cores: 2}\n")
+    if cmd == "simulate":
+        for nodes, span, workers in ((1, 6.0, 4), (3, 2.0, 12)):
+            assert cli_main(["simulate", str(spec), "--cores", "4", "--nodes", str(nodes),
+                             "--json"]) == 0
+            d = json.loads(capsys.readouterr().out)
+            assert d["makespan"] == span and d["resources"]["workers"] == workers
+            assert d["layout"]["nodes"] == nodes
+    assert cli_main([cmd, str(spec), "--nodes", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--nodes: needs --layout or --cores" in err and err.count("\n") == 1, err
+
+
 def test_jobscript_output_that_is_the_spec_is_refused(tmp_path, capsys) -> None:
     spec = tmp_path / "w.yaml"
     spec.write_text("name: w\nsets:\n  - {name: a, n: 2}\n")
