@@ -87,9 +87,17 @@ def _suptitle(traces: Sequence[Trace], what: str) -> str:
     t = [an.makespan(tr.tasks) for tr in traces]
     parts = [f"{what}: {' vs '.join(tr.mode for tr in traces)}"]
     if t[0] > 0:
-        parts.append(", ".join(f"I({tr.mode}) = {100 * (1 - ti / t[0]):.1f} %"
+        # no I against a resumed run: its makespan does not cover the workflow
+        parts.append(", ".join(f"I({tr.mode}) n/a (resumed)" if _resumed(traces[0], tr)
+                               else f"I({tr.mode}) = {100 * (1 - ti / t[0]):.1f} %"
                                for tr, ti in zip(traces[1:], t[1:])))
     return " — ".join(parts)
+
+
+def _resumed(*traces: Trace) -> bool:
+    """Whether any of ``traces`` is a resume that counted tasks done from an earlier
+    trace (see analysis.compare)."""
+    return any(an.resumed_count(tr.attrs) for tr in traces)
 
 
 def _gantt(ax: Any, tr: Trace, colors: dict[str, Any], span: float) -> list[Any]:
@@ -267,7 +275,8 @@ def plot(traces: Sequence[Trace], kind: str, path: str, *, width: float = 11.0,
     base = an.makespan(traces[0].tasks)
     for ax, tr in zip(axes[1:, 0], traces[1:]):
         ms = an.makespan(tr.tasks)
-        if base > 0 and ms < base:  # what the baseline still had to do: the saving
+        # what the baseline still had to do: the saving (none against a resumed run)
+        if base > 0 and ms < base and not _resumed(traces[0], tr):
             ax.axvspan(ms, base, color="#2ca02c", alpha=0.08, linewidth=0)
             ax.text((ms + base) / 2, 0.55, f"{traces[0].mode}\nends at {base:.0f} s:\n"
                     f"{base - ms:.0f} s ({100 * (1 - ms / base):.1f} %)\nsaved",

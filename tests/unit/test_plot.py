@@ -124,3 +124,33 @@ def test_plot_without_extension_prints_the_png_written(tmp_path, capsys) -> None
     assert cli(["plot", p, "-o", str(tmp_path / "up.SVG")]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "up.SVG")
     assert (tmp_path / "up.SVG").read_text().lstrip().startswith("<?xml")
+
+
+def test_no_gain_is_shown_against_a_resumed_run(tmp_path) -> None:
+    """A resume counts recorded tasks done and runs none of them: its makespan covers
+    none of the workflow, so the title gives no I and no saving is shaded for it."""
+    from mpiwf import plot as P
+
+    seq, asy = sim(tmp_path, "sequential"), sim(tmp_path, "async")
+    a, b = load(seq), load(asy)
+    assert "I(async) = " in P._suptitle([a, b], "x")
+    b.attrs["resumed_done"] = 12
+    assert P._suptitle([a, b], "x") == "x: sequential vs async — I(async) n/a (resumed)"
+    from matplotlib.axes import Axes
+
+    shaded = []
+    orig = Axes.axvspan
+
+    def spy(self, *args, **kw):  # type: ignore[no-untyped-def]
+        shaded.append(args)
+        return orig(self, *args, **kw)
+
+    Axes.axvspan = spy  # type: ignore[method-assign]
+    try:
+        plot([a, b], "utilization", str(tmp_path / "r.png"))
+        del b.attrs["resumed_done"]
+        plot([a, b], "utilization", str(tmp_path / "n.png"))
+    finally:
+        Axes.axvspan = orig  # type: ignore[method-assign]
+    green = [s for s in shaded if len(s) == 2]
+    assert len(green) == 1  # the saving is shaded for the plain run only
