@@ -16,6 +16,11 @@ per-run work, in the flush, or with a writer thread in that thread), writing it
 the row datasets ``append``, which ``_append`` uses for whole rows too), whole
 flushes (``flush``; of that, HDF5's own ``h5flush``) and ``close``. Wrappers add
 about a microsecond per call, so use the numbers to rank the steps, not as rates.
+``--loop`` also times (wall clock, with or without the trace) rank 0's loop steps:
+dispatching (``_dispatch``), polling the endpoint (``poll``, MPI progress included),
+the polite waits when idle (``wait``), plain results (``_on_raw``; of it, the
+scheduler's ``tasks_done``) and other results (``_on_results``): where a trace-on run
+spends its extra time, in trace work or waiting.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=int, default=100_000)
     p.add_argument("--pairs", type=int, default=2)
+    p.add_argument("--loop", action="store_true", help="also time rank 0's loop steps")
     a = p.parse_args(argv)
     from mpi4py import MPI
 
@@ -46,16 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     acc: dict[str, float] = collections.defaultdict(float)
     cnt: collections.Counter[str] = collections.Counter()
 
-    def wrap(owner: Any, name: str, label: str = "") -> None:
+    def wrap(owner: Any, name: str, label: str = "", clock: Any = time.thread_time) -> None:
         f = getattr(owner, name)
         key = label or name
 
         def timed(*args: Any, **kw: Any) -> Any:
-            t = time.thread_time()
+            t = clock()
             try:
                 return f(*args, **kw)
             finally:
-                acc[key] += time.thread_time() - t
+                acc[key] += clock() - t
                 cnt[key] += 1
 
         setattr(owner, name, timed)
@@ -67,6 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         wrap(M.Master, n)
     wrap(M, "_build_done")
     wrap(T._Column, "append")
+    if a.loop:
+        import mpiwf.comm as C
+        import mpiwf.scheduler as S
+
+        wall = time.perf_counter
+        for n in ("_dispatch", "_on_raw", "_on_results"):
+            wrap(M.Master, n, "loop" + n, wall)
+        wrap(C.MPIEndpoint, "poll", "loop_poll", wall)
+        wrap(C.Backoff, "wait", "loop_wait", wall)
+        wrap(S.Scheduler, "tasks_done", "loop_tasks_done", wall)
     comm = MPI.COMM_WORLD
     tmp, cfg = prepared(comm, "mpiwf-tcost-")
 
