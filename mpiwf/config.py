@@ -88,8 +88,10 @@ class Config:
         result_flush: a worker sends its results once the kernels run since its last
             send took this long (seconds of their own durations).
         trace_thread: ``on``: rank 0 builds and writes trace rows in a writer thread;
-            ``off``: in its main loop; ``auto``: a thread when rank 0 may run on more
-            CPUs than there are ranks on its node (a spare core for the thread).
+            ``off`` (the default): in its main loop; ``auto``: a thread when rank 0 may
+            run on more CPUs than there are ranks on its node (a spare core for the
+            thread). With a spare core the thread was measured no faster, mostly
+            slower (GIL handovers at each HDF5 call; benchmarks/README.md), hence off.
     """
 
     mode: str = "async"
@@ -110,7 +112,7 @@ class Config:
     heartbeat_timeout: float = 120.0
     result_batch: int = 64
     result_flush: float = 0.002
-    trace_thread: str = "auto"
+    trace_thread: str = "off"
 
     def __post_init__(self) -> None:
         parse_mode(self.mode)

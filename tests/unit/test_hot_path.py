@@ -565,10 +565,14 @@ def test_worker_and_writer_settings_come_from_the_environment() -> None:
     assert not _trace_thread(Config(trace_thread="off"), infos)
     import os
     cpus = len(os.sched_getaffinity(0))
+    # the default: no thread, a spare CPU or not (measured no faster with one)
+    assert Config().trace_thread == "off"
+    assert not _trace_thread(Config(), [{"host": "n0"}])
     # auto: a thread only with a spare CPU beyond one per local rank
     few = max(1, cpus - 1)
-    assert _trace_thread(Config(), [{"host": "n0"}] * few) is (cpus > few)
-    assert not _trace_thread(Config(), [{"host": "n0"}] * cpus)
+    auto = Config(trace_thread="auto")
+    assert _trace_thread(auto, [{"host": "n0"}] * few) is (cpus > few)
+    assert not _trace_thread(auto, [{"host": "n0"}] * cpus)
 
 
 def test_a_set_the_remaining_workers_cannot_hold_is_given_up(tmp_path) -> None:
