@@ -91,7 +91,7 @@ class Config:
             ``off`` (the default): in its main loop; ``auto``: a thread when rank 0 may
             run on more CPUs than there are ranks on its node (a spare core for the
             thread). With a spare core the thread was measured no faster, mostly
-            slower (GIL handovers at each HDF5 call; benchmarks/README.md), hence off.
+            slower (benchmarks/README.md), hence off.
     """
 
     mode: str = "async"
