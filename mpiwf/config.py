@@ -90,8 +90,9 @@ class Config:
         trace_thread: ``on``: rank 0 builds and writes trace rows in a writer thread;
             ``off`` (the default): in its main loop; ``auto``: a thread when rank 0 may
             run on more CPUs than there are ranks on its node (a spare core for the
-            thread). With a spare core the thread was measured no faster, mostly
-            slower (benchmarks/README.md), hence off.
+            thread). With a spare core it showed no consistent gain
+            (benchmarks/README.md), and without it a killed process loses no flushes
+            handed to the thread, hence off.
     """
 
     mode: str = "async"
