@@ -46,6 +46,7 @@ from .workflow import DEP_ALL, DEP_ONE, Workflow
 # Task states (one byte each).
 PENDING, READY, DISPATCHED, RUNNING, DONE, FAILED, SKIPPED, CANCELLED = range(8)
 _DISPATCHED = bytes((DISPATCHED,))
+_DONE = bytes((DONE,))
 STATE_NAMES = ("pending", "ready", "dispatched", "running", "done", "failed", "skipped",
                "cancelled")
 TERMINAL = frozenset((DONE, FAILED, SKIPPED, CANCELLED))
@@ -512,18 +513,27 @@ class Scheduler:
         sid = self._sid(lo)
         if not hi < self._sid_hi:
             return False
-        get, state = self.running.get, self.state
-        for t in tids:
-            g = get(t)
-            if g is None or len(g) != 1 or g[0] != w or (state[t] != DISPATCHED
-                                                         and state[t] != RUNNING):
-                return False
         if len(set(tids)) != n:
             return False  # a duplicate would be freed twice
-        pop = self.running.pop
-        for t in tids:
-            pop(t)
-            state[t] = DONE
+        get, pop, state = self.running.get, self.running.pop, self.state
+        if hi - lo + 1 == n:
+            # distinct ids filling lo..hi (a run sent as one, the common case): checked
+            # and updated by C loops, not a Python step per task
+            seg = state[lo:hi + 1]
+            if seg.count(DISPATCHED) + seg.count(RUNNING) != n or \
+                    list(map(get, range(lo, hi + 1))).count((w,)) != n:
+                return False
+            deque(map(pop, range(lo, hi + 1)), 0)
+            state[lo:hi + 1] = _DONE * n
+        else:
+            for t in tids:
+                g = get(t)
+                if g is None or len(g) != 1 or g[0] != w or (state[t] != DISPATCHED
+                                                             and state[t] != RUNNING):
+                    return False
+            for t in tids:
+                pop(t)
+                state[t] = DONE
         if not self.lost[w]:
             self._unload(w, n)
         self.n_done += n

@@ -549,6 +549,43 @@ def test_tasks_done_refuses_what_it_cannot_do_in_one_step() -> None:
     assert not s2.tasks_done([0, 1], 0)
 
 
+def test_tasks_done_checks_a_run_of_ids_as_any_others() -> None:
+    """Ids filling a range (a run sent as one, completed by C loops) are refused, with
+    nothing changed, on the same grounds as any others; the master passes them as a
+    memoryview of int64."""
+    from mpiwf.scheduler import check_invariants
+
+    wf = Workflow()
+    wf.add_set("a", 60, "noop", duration=0.0)
+    s = _sched(wf, validate=False, nworkers=2)
+    s.start()
+    runs = s.schedule_runs()
+    assert len(runs) >= 2 and all(b - a >= 3 for a, b, _g in runs)
+    (a0, b0, g0), (a1, b1, g1) = sorted(runs)[:2]
+    assert b0 == a1 and g0 != g1  # two adjacent runs on two workers
+    w0, w1 = g0[0], g1[0]
+
+    def ids(a: int, b: int) -> memoryview:
+        return memoryview(array("q", range(a, b)))
+
+    def snap() -> tuple:
+        return bytes(s.state), list(s.load), dict(s.running), s.n_done
+
+    before = snap()
+    assert not s.tasks_done(ids(a0, b0), w1)  # ran on the other worker
+    assert not s.tasks_done(ids(a0, b1), w0)  # half of them ran on the other worker
+    assert snap() == before
+    s.task_done(a0 + 1)
+    before = snap()
+    assert not s.tasks_done(ids(a0, b0), w0)  # one of them is done already
+    assert snap() == before
+    assert s.tasks_done(array("q", [a0] + list(range(a0 + 2, b0))), w0)  # the rest: a gap
+    assert s.tasks_done(ids(a1, b1)[::-1], w1)  # a run's ids in any order
+    assert all(s.state[t] == DONE for t in range(a0, b1))
+    assert not any(t in s.running for t in range(a0, b1)) and s.n_done == b1 - a0
+    check_invariants(s)
+
+
 def test_worker_and_writer_settings_come_from_the_environment() -> None:
     from mpiwf.config import Config, from_env
     from mpiwf.errors import SpecError
