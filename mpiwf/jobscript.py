@@ -486,7 +486,7 @@ def render(wf: Workflow, system: str, layout: Layout, *, spec: str, walltime: st
            mode: str = "async", trace: str | None = None, account: str | None = None,
            queue: str | None = None, job_name: str = "mpiwf", python: str = "python3",
            helper_dir: str = "jobscripts", command: Sequence[str] = (),
-           trace_stem: str = "mpiwf") -> str:
+           trace_stem: str = "mpiwf", fmt: str = "auto") -> str:
     """The job script text.
 
     Args:
@@ -503,6 +503,8 @@ def render(wf: Workflow, system: str, layout: Layout, *, spec: str, walltime: st
         python: interpreter path written as the default of ``PYTHON``.
         helper_dir: directory of ``set_affinity_gpu_*.sh`` (Polaris, Aurora).
         command: the command line that rendered it (shown in a comment).
+        fmt: the spec's format as given (``auto``, ``spec``, ``wfformat``): any
+            other than ``auto`` is passed on to ``mpiwf run`` as ``--format``.
         trace_stem: default trace path without the ``-<job id>.h5`` suffix.
 
     Returns:
@@ -590,8 +592,8 @@ def render(wf: Workflow, system: str, layout: Layout, *, spec: str, walltime: st
         "PYTHON": _dq(python),
         "ENVIRONMENT": fill(ENVIRONMENT[system], v),
         "LAUNCH": fill(LAUNCH[system], v),
-        "SPEC": shlex.quote(spec), "MODE": shlex.quote(mode),
-        "TRACE": trace_word(system, trace, trace_stem),
+        "SPEC": shlex.quote(spec) + ("" if fmt == "auto" else f" --format {shlex.quote(fmt)}"),
+        "MODE": shlex.quote(mode), "TRACE": trace_word(system, trace, trace_stem),
     })
     return fill(SCRIPT, v)
 

@@ -91,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
                   account=args.account, queue=args.queue, job_name=args.job_name,
                   python=args.python or sys.executable, helper_dir=str(_HELPERS),
                   command=_command_line(args),
-                  trace_stem=stem)
+                  trace_stem=stem, fmt=args.format)
     if args.output:  # before the notes: a path that cannot be written is the one line
         try:  # surrogateescape: a path of bytes not UTF-8 goes into the script as it was
             with open(args.output, "w", encoding="utf-8", errors="surrogateescape") as fh:
@@ -126,4 +126,6 @@ def _command_line(args: argparse.Namespace) -> list[str]:
             out += ["--" + flag.replace("_", "-"), str(val)]
     if args.job_name != "mpiwf":
         out += ["--job-name", args.job_name]
+    if args.format != "auto":
+        out += ["--format", args.format]
     return [*out, args.spec]

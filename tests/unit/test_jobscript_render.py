@@ -152,6 +152,17 @@ def test_default_trace_carries_the_job_id(tmp_path: Path) -> None:
     assert run.endswith(f'--trace "{os.getcwd()}/cpuwf-frontier-${{SLURM_JOB_ID:-local}}.h5"')
 
 
+def test_a_format_given_is_passed_on_to_the_run(tmp_path: Path) -> None:
+    """``--format`` read the spec here; the job's ``mpiwf run`` reads it the same way
+    (auto-detection alone might not: it would fail only once the job starts)."""
+    text, spec = _render_cli(tmp_path, "frontier", CPU_SPEC, "--format", "spec")
+    run = next(c for c in commands(text) if "-m mpiwf run" in c)
+    assert f"-m mpiwf run {spec} --format spec --mode async --trace" in run
+    assert "--format spec" in next(ln for ln in text.splitlines() if "mpiwf jobscript --" in ln)
+    text, _ = _render_cli(tmp_path, "frontier", CPU_SPEC)
+    assert "--format" not in next(c for c in commands(text) if "-m mpiwf run" in c)
+
+
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
 def test_dry_run_expands_the_exact_run_line(system: str, tmp_path: Path) -> None:
     """The rendered script, run against stub launchers, starts `mpiwf run` once and
