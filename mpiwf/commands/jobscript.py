@@ -31,7 +31,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--walltime", required=True, help="wall-clock limit, HH:MM")
     p.add_argument("--mode", default="async", help="async (default), sequential or doa=K")
     p.add_argument("--trace", default=None,
-                   help="trace path (default: <spec name>-<system>-<job id>.h5 here)")
+                   help="trace path (default: <workflow name>-<system>-<job id>.h5 here; "
+                   "the name defaults to the spec file's)")
     p.add_argument("--account", default=None, help="project / account / bank")
     p.add_argument("--queue", default=None, help="queue, partition or QOS")
     p.add_argument("--ranks-per-node", type=int, default=None,
