@@ -104,6 +104,11 @@ JOB_ID_VAR = {"lsf": "LSB_JOBID", "slurm": "SLURM_JOB_ID", "pbs": "PBS_JOBID",
 #: How the script is submitted, by scheduler.
 SUBMIT = {"lsf": "bsub", "slurm": "sbatch", "pbs": "qsub", "flux": "flux batch"}
 
+#: The most nodes a script is rendered for (as ``mpiwf simulate --nodes``; Frontier has
+#: 9,408): a larger count is a typo, and the per-node capacity table the fit check
+#: builds for it would not end
+MAX_NODES = 1_000_000
+
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
@@ -180,8 +185,9 @@ def plan(wf: Workflow, system: str, nodes: int, ranks_per_node: int | None = Non
     if system not in SYSTEMS:
         raise SpecError("--system", f"unknown system {system!r} (one of {', '.join(SYSTEMS)})")
     sysd = SYSTEMS[system]
-    if not isinstance(nodes, int) or nodes < 1:
-        raise SpecError("--nodes", f"must be a whole number >= 1, got {nodes!r}")
+    if not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
+        raise SpecError("--nodes", f"must be a whole number from 1 to {MAX_NODES}, got "
+                        f"{nodes!r}")
     if sysd.fixed and (cores_per_node is not None or gpus_per_node is not None):
         raise SpecError("--cores-per-node", f"{system} nodes have a fixed shape "
                         f"({sysd.cores} cores, {sysd.gpus} GPUs); only slurm, pbs and flux "

@@ -290,6 +290,21 @@ def test_bad_options_exit_2_with_one_line(argv: list[str], tmp_path: Path,
     assert err.startswith("mpiwf jobscript: error:")
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("nodes", ["1000001", "99999999999"])
+def test_absurd_node_count_exits_2_with_one_line(nodes: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A node count past any machine is a typo: refused at once (the fit check built a
+    table of one row per node and never ended)."""
+    spec = tmp_path / "wf.yaml"
+    spec.write_text(CPU_SPEC, encoding="utf-8")
+    assert cli_main(["jobscript", "--system", "slurm", "--nodes", nodes, "--walltime", "00:10",
+                     str(spec)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("mpiwf jobscript: error: --nodes: must be a whole number from 1 to")
+
+
 def test_missing_spec_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["jobscript", "--system", "pbs", "--nodes", "1", "--walltime", "00:10",
                      str(tmp_path / "nope.yaml")]) == 2
