@@ -1010,9 +1010,15 @@ def load(path: str, run: int = -1) -> Trace:
         try:
             g = runs[key]
             attrs = {k: _decode(v) for k, v in g.attrs.items()}
+            _check_count(attrs, "ntasks")
             stored = g["tasks"][:]
             sets = _rows(g["sets"][:])
             workers = _rows(g["workers"][:]) if "workers" in g else []
+            if {"task", "set", "index", "worker"} <= set(stored.dtype.names or ()):
+                # a table of ours (another one: analysis names the fields it lacks)
+                _check_ids(stored["task"], sets, "tasks table")
+                if len(stored) and stored["set"].min() < 0:
+                    raise ValueError(f"tasks table: negative set id {int(stored['set'].min())}")
             if "done" in g:
                 _check_row_fields(stored)
                 stored = _merge_done(stored, g["done"], sets, workers,
@@ -1020,12 +1026,34 @@ def load(path: str, run: int = -1) -> Trace:
             tasks = _with_derived(stored, sets, workers)
             se = g["set_edges"][:] if "set_edges" in g else np.zeros((0, 3), "<i8")
             te = g["task_edges"][:] if "task_edges" in g else np.zeros((0, 2), "<i8")
+            for name, arr, cols in (("set_edges", se, 3), ("task_edges", te, 2)):
+                if arr.size and (arr.ndim != 2 or arr.shape[1] != cols):
+                    raise ValueError(f"{name} has shape {arr.shape}, not (rows, {cols})")
             errors = _rows(g["errors"][:]) if "errors" in g else []
         except _DAMAGE as exc:
             raise _damaged(path, exc) from None
         return Trace(path, int(key), attrs, tasks, sets, workers, se, te, errors)
     finally:
         f.close()
+
+
+def _check_count(attrs: dict[str, Any], key: str) -> None:
+    """Raise ValueError if run attribute ``key``, where present, is not a whole number."""
+    v = attrs.get(key)
+    if v is not None and not (isinstance(v, (int, np.integer)) and not isinstance(v, bool)):
+        raise ValueError(f"run attribute {key} is {v!r}, not a whole number")
+
+
+def _check_ids(task: np.ndarray, sets: list[dict[str, Any]], where: str) -> None:
+    """Raise ValueError for a task id that no set of the sets table holds (ids are dense
+    from 0, set after set): a damaged file's, which analysis would size arrays by."""
+    if not len(task):
+        return
+    total = sum(max(int(s["n"]), 0) for s in sets)
+    lo, hi = int(task.min()), int(task.max())
+    if lo < 0 or hi >= total:
+        raise ValueError(f"{where}: task id {lo if lo < 0 else hi} is not one of the "
+                         f"{total} task(s) of the sets table")
 
 
 def _check_row_fields(stored: np.ndarray) -> None:
@@ -1060,8 +1088,14 @@ def _log_times(log: np.ndarray, task: np.ndarray) -> np.ndarray:
     if not len(log) or not len(task):
         return out
     first, end = log["first"].astype(np.int64), log["end"].astype(np.int64)
+    if first.min() < 0:
+        raise ValueError(f"a log of task runs holds task id {int(first.min())}")
+    # only the ids of ``task`` are looked up: the part of a run past them (tasks that
+    # did not end done, or a damaged file's id) is cut, so the arrays below stay the
+    # size of the workflow
+    size = int(max(task.max() + 1, 1))
+    first, end = np.minimum(first, size), np.minimum(end, size)
     lengths = np.maximum(end - first, 0)
-    size = int(max(end.max(), task.max() + 1, 1))
     ids = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths - first,
                                                     lengths)
     at = np.full(size, np.nan)
@@ -1086,6 +1120,7 @@ def _merge_done(stored: np.ndarray, done: Any, sets: list[dict[str, Any]],
     n = len(task)
     if not n:
         return stored
+    _check_ids(task, sets, "done group")
     out = np.zeros(n, dtype=ROW_DTYPE)
     out["task"] = task
     counts = b["n"].astype(np.int64)
