@@ -126,7 +126,7 @@ def _gantt(ax: Any, tr: Trace, colors: dict[str, Any], span: float) -> list[Any]
             nm = names.get(sid, str(sid))
             if m.any():
                 ax.hlines(row[m], r["started"][m] - t0, r["ended"][m] - t0,
-                          colors=[colors[nm]], linewidth=lw)
+                          colors=[colors.get(nm, "gray")], linewidth=lw)
         if failed.any():
             ax.hlines(row[failed], r["started"][failed] - t0, r["ended"][failed] - t0,
                       colors="black", linewidth=lw, linestyles="dotted")

@@ -154,3 +154,19 @@ def test_no_gain_is_shown_against_a_resumed_run(tmp_path) -> None:
         Axes.axvspan = orig  # type: ignore[method-assign]
     green = [s for s in shaded if len(s) == 2]
     assert len(green) == 1  # the saving is shaded for the plain run only
+
+
+def test_gantt_of_rows_of_a_set_missing_from_the_sets_table(tmp_path, capsys) -> None:
+    """Rows whose set id the sets table lacks (a damaged file) are drawn gray under
+    the set's id, as analysis names them (the gantt raised KeyError)."""
+    import h5py
+
+    p = sim(tmp_path, "async")
+    with h5py.File(p, "a") as f:
+        rows = f["runs/0/tasks"][()]
+        rows["set"][:] = 99
+        del f["runs/0/tasks"]
+        f["runs/0/tasks"] = rows
+    out = str(tmp_path / "g.png")
+    assert cli(["plot", p, "--kind", "gantt", "-o", out]) == 0
+    assert capsys.readouterr().err == "" and os.path.getsize(out) > 0
