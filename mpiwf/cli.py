@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from . import __version__
 from .errors import MpiwfError
@@ -38,9 +39,20 @@ def setup_logging(level: str) -> None:
                         format=f"%(asctime)s mpiwf[{_rank()}] %(levelname)s %(message)s")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad options are one line on stderr (not argparse's usage block), from rank 0
+    only under MPI, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        if _rank() == 0:
+            sys.stderr.write(f"{self.prog}: error: {_printable(message)} "
+                             f"(see {self.prog} -h)\n")
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    p = argparse.ArgumentParser(prog="mpiwf", description=(
+    p = _Parser(prog="mpiwf", description=(
         "MPI-native master-worker executor for heterogeneous, asynchronous workflows."))
     p.add_argument("--version", action="version", version=f"mpiwf {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -48,10 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(f"mpiwf.commands.{name}")
         mod.add_parser(sub)
     return p
-
-
-class _Parser(argparse.ArgumentParser):
-    pass
 
 
 def _printable(text: str) -> str:
@@ -64,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed one usage line
+    except SystemExit as exc:  # _Parser.error already printed its one line
         return int(exc.code) if isinstance(exc.code, int) else 2
     if not getattr(args, "command", None):
         parser.print_help()

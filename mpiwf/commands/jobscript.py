@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from . import refuse_overwrite
 
@@ -48,13 +48,6 @@ def add_parser(sub: Any) -> None:
                    help="input format (default: detect)")
     p.add_argument("-o", "--output", default=None, help="write here (default: stdout)")
     p.set_defaults(func=main)
-    p.error = _one_line_error  # type: ignore[method-assign]
-
-
-def _one_line_error(message: str) -> NoReturn:
-    """Bad options: one line on stderr (not argparse's usage block), exit status 2."""
-    sys.stderr.write(f"mpiwf jobscript: error: {message} (see mpiwf jobscript -h)\n")
-    raise SystemExit(2)
 
 
 def main(args: argparse.Namespace) -> int:

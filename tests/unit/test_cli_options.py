@@ -1,0 +1,39 @@
+"""Bad options of any subcommand: one line on stderr, exit status 2, rank 0 only."""
+
+from __future__ import annotations
+
+import pytest
+
+from mpiwf.cli import main as cli
+
+#: a bad option or value per subcommand, as argparse rejects it
+BAD = [
+    ["bogus"],
+    ["run", "w.yaml", "--prefetch", "x"],
+    ["run"],
+    ["simulate", "w.yaml", "--order", "random"],
+    ["model", "w.yaml", "--nodes", "two"],
+    ["analyze"],
+    ["analyze", "t.h5", "--run", "x"],
+    ["analyze", "--bogus", "t.h5"],
+    ["plot", "t.h5", "--dpi", "x"],
+    ["export", "t.h5", "--format", "xml"],
+    ["jobscript", "w.yaml", "--nodes", "1"],
+    ["doctor", "--bind", "bogus"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD, ids=lambda a: " ".join(a))
+def test_bad_option_is_one_line_exit_2(argv: list[str], capsys, monkeypatch) -> None:
+    monkeypatch.delenv("PMI_RANK", raising=False)
+    assert cli(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith("mpiwf") and ": error: " in err and "usage:" not in err, err
+
+
+@pytest.mark.parametrize("argv", BAD[:3], ids=lambda a: " ".join(a))
+def test_bad_option_is_printed_by_rank_0_only(argv: list[str], capsys, monkeypatch) -> None:
+    monkeypatch.setenv("PMI_RANK", "1")
+    assert cli(argv) == 2
+    assert capsys.readouterr().err == ""
