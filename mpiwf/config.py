@@ -125,12 +125,12 @@ class Config:
         for name in ("lookahead", "short_task", "poll_spin", "poll_max_sleep", "poll_hot",
                      "trace_flush", "progress_interval", "heartbeat", "heartbeat_timeout",
                      "result_flush"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # NaN too
                 raise SpecError(name, f"must be >= 0, got {getattr(self, name)}")
         if self.trace_thread not in ("auto", "on", "off"):
             raise SpecError("trace_thread", f"must be auto, on or off, got {self.trace_thread!r}")
-        if not self.time_scale > 0:
-            raise SpecError("time_scale", f"must be > 0, got {self.time_scale}")
+        if not 0 < self.time_scale < float("inf"):  # inf: every sleep would never end
+            raise SpecError("time_scale", f"must be a finite number > 0, got {self.time_scale}")
 
     @property
     def window(self) -> int:

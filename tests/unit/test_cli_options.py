@@ -37,3 +37,18 @@ def test_bad_option_is_printed_by_rank_0_only(argv: list[str], capsys, monkeypat
     monkeypatch.setenv("PMI_RANK", "1")
     assert cli(argv) == 2
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("opt, value", [("--short-task", "nan"), ("--progress", "nan"),
+                                        ("--time-scale", "inf"), ("--time-scale", "nan")])
+def test_run_refuses_nan_and_infinite_settings(opt: str, value: str, tmp_path, capsys) -> None:
+    """NaN passed every `< 0` check (and --time-scale inf made every sleep endless)."""
+    spec = tmp_path / "w.yaml"
+    spec.write_text("sets: [{name: a, kernel: sleep, args: [0.01]}]\n")
+    trace = tmp_path / "t.h5"
+    assert cli(["run", str(spec), opt, value, "--trace", str(trace), "--rundir",
+                str(tmp_path / "rd")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("mpiwf run: error: "), err
+    assert opt.lstrip("-").replace("-", "_").replace("progress", "progress_interval") in err
+    assert not trace.exists()
