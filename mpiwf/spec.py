@@ -46,6 +46,54 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names a key twice (the key is the argument)."""
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' object hook: a dict, or _DuplicateKey for a key given twice."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+_LOADER: Any = None
+
+
+def _unique_key_loader() -> Any:
+    """yaml.SafeLoader refusing a mapping that names a key twice (PyYAML keeps the last
+    one silently: two sets ``a:`` would be one). Keys a merge (``<<``) brings in may
+    be overridden, as YAML means them to be."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        class UniqueKeyLoader(yaml.SafeLoader):
+            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+                if isinstance(node, yaml.MappingNode):
+                    seen: set[Any] = set()
+                    for key_node, _ in node.value:
+                        if key_node.tag == "tag:yaml.org,2002:merge":
+                            continue
+                        key = self.construct_object(key_node, deep=True)
+                        try:
+                            dup = key in seen
+                        except TypeError:  # unhashable: the base class says so
+                            continue
+                        if dup:
+                            raise yaml.constructor.ConstructorError(
+                                None, None, f"duplicate key {key!r} (a later one would "
+                                "silently replace the first)", key_node.start_mark)
+                        seen.add(key)
+                return super().construct_mapping(node, deep=deep)
+
+        _LOADER = UniqueKeyLoader
+    return _LOADER
+
+
 def read_document(path: str) -> Any:
     """Parse a YAML or JSON file into plain Python data (safe loaders only).
 
@@ -66,7 +114,10 @@ def read_document(path: str) -> Any:
         raise SpecError(path, f"cannot read ({exc.strerror})") from None
     if path.endswith(".json"):
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_pairs)
+        except _DuplicateKey as exc:
+            raise SpecError(path, f"duplicate key {exc.args[0]!r} (a later one would "
+                            "silently replace the first)") from None
         except json.JSONDecodeError as exc:
             raise SpecError(path, f"JSON syntax error at line {exc.lineno} column "
                             f"{exc.colno}: {exc.msg}") from None
@@ -75,12 +126,13 @@ def read_document(path: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise SpecError(path, f"YAML syntax error{where}: {_one_line(problem)}") from None
+        kind = "YAML" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax"
+        raise SpecError(path, f"{kind} error{where}: {_one_line(problem)}") from None
     except RecursionError:
         raise SpecError(path, "YAML nesting too deep") from None
 

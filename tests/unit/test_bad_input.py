@@ -39,6 +39,8 @@ EXPECT = {
     "deep_nesting": "nesting too deep", "json_syntax": "JSON syntax error",
     "wfformat_tasks_not_list": "tasks",
     "wfformat_missing_fields": "tasks[0]", "wfformat_cycle": "cycle",
+    "duplicate_key": "line 6 column 5: duplicate key 'n'",
+    "duplicate_key_json": "duplicate key 'n'",
 }
 
 
@@ -73,6 +75,16 @@ def test_python_tag_is_never_executed(outcomes: dict[str, dict]) -> None:
     assert "pwned" not in outcomes["python_tag"]["stderr"]
     with pytest.raises(SpecError):
         load(os.path.join(HERE, "bad_specs", "python_tag.yaml"))
+
+
+def test_a_merge_may_override_keys_it_brings_in(tmp_path) -> None:
+    """Only a key written twice is refused: a YAML merge (``<<``) brings keys in for
+    the mapping's own to override, as YAML means it."""
+    p = tmp_path / "merge.yaml"
+    p.write_text("name: w\nsets:\n  - &b {name: a, n: 2, kernel: noop}\n"
+                 "  - {<<: *b, name: c, n: 3}\n", encoding="utf-8")
+    wf = load(str(p))
+    assert [(ts.name, ts.n, ts.kernel) for ts in wf.sets] == [("a", 2, "noop"), ("c", 3, "noop")]
 
 
 @pytest.mark.parametrize("name", ["café", "Ωmega", "a\u00a0b"])
