@@ -233,7 +233,11 @@ def load_layout(path: str) -> Layout:
         raise SpecError(path, "is a directory, not a layout file")
     from .spec import read_document
 
-    return layout_from_dict(read_document(path) or {}, path)
+    doc = read_document(path)
+    if doc is None:  # an empty file (or only comments): a slip, not "no layout"
+        raise SpecError(path, "empty layout file (give its fields, e.g. strategy and "
+                        "cores_per_node, or leave out --layout)")
+    return layout_from_dict(doc, path)
 
 
 def machine(nodes: int, cores_per_node: int, gpus_per_node: int = 0,

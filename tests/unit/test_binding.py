@@ -151,6 +151,12 @@ def test_layout_files_and_their_errors(tmp_path: Any) -> None:
             load_layout(str(p))
     with pytest.raises(SpecError, match="no such layout file"):
         load_layout(str(tmp_path / "missing.yaml"))
+    for empty in ("", "# only a comment\n"):  # a slip, not "no layout"
+        p.write_text(empty)
+        with pytest.raises(SpecError, match="empty layout file"):
+            load_layout(str(p))
+    p.write_text("{}\n")  # an empty mapping: every field its default
+    assert load_layout(str(p)).strategy == load_layout(str(j)).strategy
     # read as simulate --layout reads one: one SpecError, never a decode error
     for raw, problem in [(b"\x89HDF\r\n\x1a\n\xff", "not UTF-8 text"),
                          (b"strategy: [\n", "YAML syntax error at line 2")]:
