@@ -130,7 +130,11 @@ def run(workflow: WorkflowSource, config: Config | None = None, *, trace_path: s
             from .resources import capacity
 
             wf.validate(capacity(workers))
-            os.makedirs(cfg.rundir, exist_ok=True)
+            try:
+                os.makedirs(cfg.rundir, exist_ok=True)
+            except OSError as exc:
+                raise SpecError("--rundir", f"cannot create {cfg.rundir!r} "
+                                f"({exc.strerror})") from None
             skip: set[int] = set()
             if resume:
                 from .trace import done_tasks

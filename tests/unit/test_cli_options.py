@@ -52,3 +52,14 @@ def test_run_refuses_nan_and_infinite_settings(opt: str, value: str, tmp_path, c
     assert len(err.splitlines()) == 1 and err.startswith("mpiwf run: error: "), err
     assert opt.lstrip("-").replace("-", "_").replace("progress", "progress_interval") in err
     assert not trace.exists()
+
+
+def test_a_rundir_that_cannot_be_made_names_the_option(tmp_path, capsys) -> None:
+    spec = tmp_path / "w.yaml"
+    spec.write_text("sets: [{name: a, kernel: noop}]\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli(["run", str(spec), "--rundir", str(blocker / "rd"), "--progress", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"mpiwf run: error: --rundir: cannot create '{blocker}/rd' "
+                   "(Not a directory)\n")
