@@ -42,6 +42,13 @@ _BOUND: WorkerSpec | None = None
 _DEVICE_INDEX = 0
 _SAVED: tuple[tuple[int, ...], MutableMapping[str, str], dict[str, str | None]] | None = None
 _BOUND_VARS = ("OMP_NUM_THREADS",) + GPU_ENV_VARS[:2]
+#: what apply() did beyond the main thread, for release(): the former affinity of each
+#: other thread it moved, and the BLAS libraries' former thread counts
+_SAVED_THREADS: tuple[dict[int, tuple[int, ...]], list[tuple[Any, int]]] = ({}, [])
+#: OpenBLAS's thread-count calls, by the names its builds export (NumPy's wheels bundle
+#: scipy-openblas, whose symbols carry a prefix and a suffix)
+_OPENBLAS = [(f"{pre}openblas_set_num_threads{suf}", f"{pre}openblas_get_num_threads{suf}")
+             for pre in ("", "scipy_") for suf in ("", "64_")]
 
 
 # ====================================================================== discovery
@@ -418,20 +425,37 @@ def apply(spec: WorkerSpec, environ: MutableMapping[str, str] | None = None,
     Returns:
         What was done (for logs and ``mpiwf doctor``).
     """
-    global _BOUND, _DEVICE_INDEX, _SAVED
+    global _BOUND, _DEVICE_INDEX, _SAVED, _SAVED_THREADS
     env = os.environ if environ is None else environ
     done: dict[str, Any] = {}
     if _SAVED is None:
         _SAVED = (affinity(), env, {k: env.get(k) for k in _BOUND_VARS})
+        _SAVED_THREADS = ({}, [])
     if set_affinity and spec.core_ids:
         try:
             os.sched_setaffinity(0, spec.core_ids)
             done["affinity"] = spec.core_ids
         except (AttributeError, OSError) as exc:  # pragma: no cover - not Linux
             done["affinity_error"] = str(exc)
+        else:
+            # the process's other threads too (sched_setaffinity moves the calling
+            # thread only): NumPy's BLAS pool, started at import, kept the whole node
+            # and ran a one-core worker's matmul on its neighbours' cores
+            moved = _pin_threads(spec.core_ids)
+            for tid, prev in moved.items():
+                _SAVED_THREADS[0].setdefault(tid, prev)
+            if moved:
+                done["threads_pinned"] = len(moved)
     if spec.cores > 0:
         env["OMP_NUM_THREADS"] = str(spec.cores)
         done["OMP_NUM_THREADS"] = spec.cores
+        # a library already loaded sized its pool from the whole node: one thread per
+        # core of this worker, as the variable says for those loaded later
+        counts = _set_blas_threads(spec.cores)
+        if counts:
+            if not _SAVED_THREADS[1]:
+                _SAVED_THREADS[1].extend(counts)
+            done["blas_threads"] = spec.cores
     _DEVICE_INDEX = 0
     if spec.gpu_ids and not spec.virtual_gpu:
         ids = ",".join(map(str, spec.gpu_ids))
@@ -462,7 +486,7 @@ def _cuda_initialised() -> bool:
 def release() -> None:
     """Undo :func:`apply` (affinity and variables) when a run ends, so a later run in
     the same process (tests, notebooks) discovers the machine as it was."""
-    global _BOUND, _SAVED, _DEVICE_INDEX
+    global _BOUND, _SAVED, _DEVICE_INDEX, _SAVED_THREADS
     if _SAVED is None:
         return
     aff, env, old = _SAVED
@@ -471,12 +495,81 @@ def release() -> None:
             os.sched_setaffinity(0, aff)
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         pass
+    moved, blas = _SAVED_THREADS
+    if moved:  # the threads moved back; those started since get the process's own
+        _pin_threads(aff, moved)
+    for setter, n in blas:
+        setter(n)
     for k, v in old.items():
         if v is None:
             env.pop(k, None)
         else:
             env[k] = v
     _BOUND, _SAVED, _DEVICE_INDEX = None, None, 0
+    _SAVED_THREADS = ({}, [])
+
+
+def _pin_threads(cores: Sequence[int],
+                 back: Mapping[int, tuple[int, ...]] | None = None) -> dict[int, tuple[int, ...]]:
+    """Set the affinity of every thread of this process but the calling one to
+    ``cores`` (or, with ``back``, a thread listed there to its own entry). Returns the
+    former affinity of each thread changed. Linux only (``/proc/self/task``); a thread
+    that ends meanwhile is skipped."""
+    import threading
+
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except (OSError, ValueError):  # pragma: no cover - not Linux
+        return {}
+    me = threading.get_native_id()
+    want_all = set(cores)
+    moved: dict[int, tuple[int, ...]] = {}
+    for tid in tids:
+        if tid == me:
+            continue
+        want = set(back[tid]) if back is not None and tid in back else want_all
+        try:
+            cur = os.sched_getaffinity(tid)
+            if cur != want:
+                os.sched_setaffinity(tid, want)
+                moved[tid] = tuple(sorted(cur))
+        except OSError:
+            continue
+    return moved
+
+
+def _set_blas_threads(n: int) -> list[tuple[Any, int]]:
+    """Set the thread count of every OpenBLAS this process has loaded (NumPy's, the
+    usual one) to ``n``; returns each one's setter and former count, for
+    :func:`release`. MKL and other BLAS builds read ``OMP_NUM_THREADS`` at load (set
+    it in the job for those); nothing is loaded here that was not already."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            rows = [ln.split(None, 5) for ln in fh]
+    except OSError:  # pragma: no cover - not Linux
+        return []
+    paths = {r[5].strip() for r in rows if len(r) == 6}
+    out: list[tuple[Any, int]] = []
+    for path in sorted(p for p in paths if "openblas" in os.path.basename(p).lower()
+                       and ".so" in os.path.basename(p)):
+        try:
+            lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | os.RTLD_LAZY)
+        except OSError:
+            continue
+        for set_name, get_name in _OPENBLAS:
+            setter, getter = getattr(lib, set_name, None), getattr(lib, get_name, None)
+            if setter is None or getter is None:
+                continue
+            setter.argtypes, setter.restype = [ctypes.c_int], None
+            getter.argtypes, getter.restype = [], ctypes.c_int
+            was = int(getter())
+            if was != n:
+                setter(n)
+                out.append((setter, was))
+            break
+    return out
 
 
 def bound() -> WorkerSpec | None:

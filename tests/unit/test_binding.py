@@ -199,6 +199,41 @@ def test_visible_gpus_from_the_environment() -> None:
     assert visible_gpus({}, probe=False) == ((), "none")
 
 
+def test_apply_binds_every_thread_and_the_blas_pool() -> None:
+    """sched_setaffinity(0) moves the calling thread only: threads started before the
+    binding (NumPy's BLAS pool starts at import) kept the whole node, so a one-core
+    worker's matmul ran on its neighbours' cores. apply() moves them all and sizes an
+    OpenBLAS already loaded to the worker's cores; release() puts both back."""
+    import threading
+
+    from mpiwf import binding
+
+    release()
+    cores = binding.affinity()
+    assert len(cores) >= 2, "needs two cores to show a move"
+    stop = threading.Event()
+    th = threading.Thread(target=stop.wait)
+    th.start()
+    try:
+        tid = th.native_id
+        assert tid is not None and os.sched_getaffinity(tid) == set(cores)
+        blas = binding._set_blas_threads(len(cores))  # a known start (a no-op here)
+        done = apply(WorkerSpec(1, cores=1, core_ids=(cores[-1],)), {})
+        assert os.sched_getaffinity(tid) == {cores[-1]} == os.sched_getaffinity(0)
+        assert done["threads_pinned"] >= 1
+        np.ones((64, 64)) @ np.ones((64, 64))  # the pool, if any, runs inside the core
+        if done.get("blas_threads"):  # NumPy's wheels bundle OpenBLAS
+            assert done["blas_threads"] == 1 and binding._set_blas_threads(1) == []
+        release()
+        assert os.sched_getaffinity(tid) == set(cores) == os.sched_getaffinity(0)
+        assert binding._set_blas_threads(len(cores)) == []  # its count was restored
+        assert blas == []
+    finally:
+        release()
+        stop.set()
+        th.join()
+
+
 def test_apply_sets_threads_and_visible_gpus() -> None:
     release()
     env: dict[str, str] = {}
