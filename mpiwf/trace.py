@@ -1019,6 +1019,9 @@ def load(path: str, run: int = -1) -> Trace:
                 _check_ids(stored["task"], sets, "tasks table")
                 if len(stored) and stored["set"].min() < 0:
                     raise ValueError(f"tasks table: negative set id {int(stored['set'].min())}")
+                if len(stored) and stored["set"].max() >= len(sets):
+                    raise ValueError(f"tasks table: set id {int(stored['set'].max())} past "
+                                     f"the sets table ({len(sets)} set(s))")
             if "done" in g:
                 _check_row_fields(stored)
                 stored = _merge_done(stored, g["done"], sets, workers,

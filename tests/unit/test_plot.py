@@ -157,16 +157,21 @@ def test_no_gain_is_shown_against_a_resumed_run(tmp_path) -> None:
 
 
 def test_gantt_of_rows_of_a_set_missing_from_the_sets_table(tmp_path, capsys) -> None:
-    """Rows whose set id the sets table lacks (a damaged file) are drawn gray under
-    the set's id, as analysis names them (the gantt raised KeyError)."""
+    """Rows whose set id the sets table lacks: a file holding them is a damaged trace
+    (one line, exit 2); a Trace built in memory with them draws them gray under the
+    set's id, as analysis names them (the gantt raised KeyError)."""
     import h5py
 
     p = sim(tmp_path, "async")
+    tr = load(p)
+    tr.tasks["set"][:] = 99
+    out = str(tmp_path / "g.png")
+    assert plot([tr], "gantt", out) == out and os.path.getsize(out) > 0
     with h5py.File(p, "a") as f:
         rows = f["runs/0/tasks"][()]
         rows["set"][:] = 99
         del f["runs/0/tasks"]
         f["runs/0/tasks"] = rows
-    out = str(tmp_path / "g.png")
-    assert cli(["plot", p, "--kind", "gantt", "-o", out]) == 0
-    assert capsys.readouterr().err == "" and os.path.getsize(out) > 0
+    assert cli(["plot", p, "--kind", "gantt", "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert "damaged trace" in err and "set id 99 past the sets table" in err, err

@@ -571,6 +571,7 @@ def test_the_last_chunk_is_written_padded_with_the_fill_values(tmp_path) -> None
     ("_col(f, 'runs/0/done/readies', 'first', -10)", "a log of task runs holds task id -10"),
     ("_put(f, 'runs/0/tasks', _row(task=10**12))", "task id 1000000000000 is not one"),
     ("_put(f, 'runs/0/tasks', _row(set=-7))", "negative set id -7"),
+    ("_put(f, 'runs/0/tasks', _row(set=3))", "set id 3 past the sets table (1 set(s))"),
     ("_put(f, 'runs/0/task_edges', np.arange(3))", "task_edges has shape (3,)"),
     ("_put(f, 'runs/0/set_edges', np.arange(4))", "set_edges has shape (4,)"),
     ("f['runs/0'].attrs['ntasks'] = 'x'", "run attribute ntasks is 'x'"),
