@@ -78,7 +78,11 @@ def _unique_key_loader() -> Any:
                     for key_node, _ in node.value:
                         if key_node.tag == "tag:yaml.org,2002:merge":
                             continue
-                        key = self.construct_object(key_node, deep=True)
+                        if key_node.tag == "tag:yaml.org,2002:value":
+                            # a plain '=': the base class reads it as the string
+                            key = self.construct_scalar(key_node)
+                        else:
+                            key = self.construct_object(key_node, deep=True)
                         try:
                             dup = key in seen
                         except TypeError:  # unhashable: the base class says so

@@ -87,6 +87,20 @@ def test_a_merge_may_override_keys_it_brings_in(tmp_path) -> None:
     assert [(ts.name, ts.n, ts.kernel) for ts in wf.sets] == [("a", 2, "noop"), ("c", 3, "noop")]
 
 
+def test_a_yaml_value_key_still_loads(tmp_path) -> None:
+    """A plain ``=`` key (YAML 1.1's value tag, which the safe loader reads as the
+    string '=') loads as it did before duplicate keys were refused."""
+    from mpiwf.spec import read_document
+
+    p = tmp_path / "eq.yaml"
+    p.write_text("kwargs:\n  =: 1\n  x: 2\n", encoding="utf-8")
+    assert read_document(str(p)) == yaml.safe_load(p.read_text()) == \
+        {"kwargs": {"=": 1, "x": 2}}
+    p.write_text("kwargs:\n  =: 1\n  '=': 2\n", encoding="utf-8")
+    with pytest.raises(SpecError, match="duplicate key '='"):
+        read_document(str(p))
+
+
 @pytest.mark.parametrize("name", ["café", "Ωmega", "a\u00a0b"])
 def test_non_ascii_set_name_says_ascii(name: str) -> None:
     with pytest.raises(SpecError) as info:
