@@ -72,27 +72,35 @@ def _unique_key_loader() -> Any:
         import yaml
 
         class UniqueKeyLoader(yaml.SafeLoader):
-            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-                if isinstance(node, yaml.MappingNode):
-                    seen: set[Any] = set()
-                    for key_node, _ in node.value:
-                        if key_node.tag == "tag:yaml.org,2002:merge":
-                            continue
-                        if key_node.tag == "tag:yaml.org,2002:value":
-                            # a plain '=': the base class reads it as the string
-                            key = self.construct_scalar(key_node)
-                        else:
-                            key = self.construct_object(key_node, deep=True)
-                        try:
-                            dup = key in seen
-                        except TypeError:  # unhashable: the base class says so
-                            continue
-                        if dup:
-                            raise yaml.constructor.ConstructorError(
-                                None, None, f"duplicate key {key!r} (a later one would "
-                                "silently replace the first)", key_node.start_mark)
-                        seen.add(key)
-                return super().construct_mapping(node, deep=deep)
+            def flatten_mapping(self, node: Any) -> None:
+                # checked as written, once: flatten_mapping rewrites node.value in
+                # place (merged keys beside its own), also for a mapping merged into
+                # another before its own construction comes
+                checked = self.__dict__.setdefault("_unique_checked", set())
+                if isinstance(node, yaml.MappingNode) and node not in checked:
+                    checked.add(node)
+                    self._check_unique(node)
+                super().flatten_mapping(node)
+
+            def _check_unique(self, node: Any) -> None:
+                seen: set[Any] = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    if key_node.tag == "tag:yaml.org,2002:value":
+                        # a plain '=': the base class reads it as the string
+                        key = self.construct_scalar(key_node)
+                    else:
+                        key = self.construct_object(key_node, deep=True)
+                    try:
+                        dup = key in seen
+                    except TypeError:  # unhashable: the base class says so
+                        continue
+                    if dup:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r} (a later one would "
+                            "silently replace the first)", key_node.start_mark)
+                    seen.add(key)
 
         _LOADER = UniqueKeyLoader
     return _LOADER

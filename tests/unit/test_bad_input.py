@@ -87,6 +87,24 @@ def test_a_merge_may_override_keys_it_brings_in(tmp_path) -> None:
     assert [(ts.name, ts.n, ts.kernel) for ts in wf.sets] == [("a", 2, "noop"), ("c", 3, "noop")]
 
 
+def test_a_merged_mapping_that_overrides_its_own_merge_loads(tmp_path) -> None:
+    """A mapping that overrides a key its own merge brings in is no duplicate, also
+    when another mapping merges it before its own turn comes (PyYAML flattens a merged
+    mapping in place: its keys and the ones merged into it then stand side by side)."""
+    from mpiwf.spec import read_document
+
+    p = tmp_path / "nested.yaml"
+    p.write_text("x:\n  deep:\n    b: &b\n      <<: {p: 1, q: 1}\n      p: 2\n"
+                 "y:\n  <<: *b\n  q: 3\n", encoding="utf-8")
+    doc = read_document(str(p))
+    assert doc["x"]["deep"]["b"] == {"p": 2, "q": 1}
+    # a key the mapping itself writes twice is still refused, merged or not
+    p.write_text("x:\n  deep:\n    b: &b\n      <<: {p: 1}\n      q: 2\n      q: 3\n"
+                 "y:\n  <<: *b\n", encoding="utf-8")
+    with pytest.raises(SpecError, match="duplicate key 'q'"):
+        read_document(str(p))
+
+
 def test_a_yaml_value_key_still_loads(tmp_path) -> None:
     """A plain ``=`` key (YAML 1.1's value tag, which the safe loader reads as the
     string '=') loads as it did before duplicate keys were refused."""
