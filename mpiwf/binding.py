@@ -45,6 +45,10 @@ _BOUND_VARS = ("OMP_NUM_THREADS",) + GPU_ENV_VARS[:2]
 #: what apply() did beyond the main thread, for release(): the former affinity of each
 #: other thread it moved, and the BLAS libraries' former thread counts
 _SAVED_THREADS: tuple[dict[int, tuple[int, ...]], list[tuple[Any, int]]] = ({}, [])
+#: the other threads of the process at the first apply() (only their former affinity
+#: is theirs: a thread started since has a binding's), and whether any was moved
+_THREADS_BEFORE: frozenset[int] = frozenset()
+_THREADS_MOVED = False
 #: OpenBLAS's thread-count calls, by the names its builds export (NumPy's wheels bundle
 #: scipy-openblas, whose symbols carry a prefix and a suffix)
 _OPENBLAS = [(f"{pre}openblas_set_num_threads{suf}", f"{pre}openblas_get_num_threads{suf}")
@@ -425,12 +429,14 @@ def apply(spec: WorkerSpec, environ: MutableMapping[str, str] | None = None,
     Returns:
         What was done (for logs and ``mpiwf doctor``).
     """
-    global _BOUND, _DEVICE_INDEX, _SAVED, _SAVED_THREADS
+    global _BOUND, _DEVICE_INDEX, _SAVED, _SAVED_THREADS, _THREADS_BEFORE, _THREADS_MOVED
     env = os.environ if environ is None else environ
     done: dict[str, Any] = {}
     if _SAVED is None:
         _SAVED = (affinity(), env, {k: env.get(k) for k in _BOUND_VARS})
         _SAVED_THREADS = ({}, [])
+        _THREADS_BEFORE = frozenset(_thread_ids())
+        _THREADS_MOVED = False
     if set_affinity and spec.core_ids:
         try:
             os.sched_setaffinity(0, spec.core_ids)
@@ -443,8 +449,10 @@ def apply(spec: WorkerSpec, environ: MutableMapping[str, str] | None = None,
             # and ran a one-core worker's matmul on its neighbours' cores
             moved = _pin_threads(spec.core_ids)
             for tid, prev in moved.items():
-                _SAVED_THREADS[0].setdefault(tid, prev)
+                if tid in _THREADS_BEFORE:
+                    _SAVED_THREADS[0].setdefault(tid, prev)
             if moved:
+                _THREADS_MOVED = True
                 done["threads_pinned"] = len(moved)
     if spec.cores > 0:
         env["OMP_NUM_THREADS"] = str(spec.cores)
@@ -486,7 +494,7 @@ def _cuda_initialised() -> bool:
 def release() -> None:
     """Undo :func:`apply` (affinity and variables) when a run ends, so a later run in
     the same process (tests, notebooks) discovers the machine as it was."""
-    global _BOUND, _SAVED, _DEVICE_INDEX, _SAVED_THREADS
+    global _BOUND, _SAVED, _DEVICE_INDEX, _SAVED_THREADS, _THREADS_MOVED
     if _SAVED is None:
         return
     aff, env, old = _SAVED
@@ -496,7 +504,7 @@ def release() -> None:
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         pass
     moved, blas = _SAVED_THREADS
-    if moved:  # the threads moved back; those started since get the process's own
+    if _THREADS_MOVED:  # the threads moved back; those started since get the process's own
         _pin_threads(aff, moved)
     for setter, n in blas:
         setter(n)
@@ -507,6 +515,15 @@ def release() -> None:
             env[k] = v
     _BOUND, _SAVED, _DEVICE_INDEX = None, None, 0
     _SAVED_THREADS = ({}, [])
+    _THREADS_MOVED = False
+
+
+def _thread_ids() -> list[int]:
+    """The kernel ids of this process's threads ([] where /proc is not there)."""
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except (OSError, ValueError):  # pragma: no cover - not Linux
+        return []
 
 
 def _pin_threads(cores: Sequence[int],
@@ -517,10 +534,7 @@ def _pin_threads(cores: Sequence[int],
     that ends meanwhile is skipped."""
     import threading
 
-    try:
-        tids = [int(t) for t in os.listdir("/proc/self/task")]
-    except (OSError, ValueError):  # pragma: no cover - not Linux
-        return {}
+    tids = _thread_ids()
     me = threading.get_native_id()
     want_all = set(cores)
     moved: dict[int, tuple[int, ...]] = {}

@@ -234,6 +234,35 @@ def test_apply_binds_every_thread_and_the_blas_pool() -> None:
         th.join()
 
 
+def test_release_after_two_applies_frees_a_thread_started_between() -> None:
+    """A thread started after a first apply() inherits its cores; a second apply()
+    moves it on. release() gives it the process's own cores back, not the first
+    binding's (which it never had before apply)."""
+    import threading
+
+    from mpiwf import binding
+
+    release()
+    cores = binding.affinity()
+    assert len(cores) >= 2, "needs two cores to show a move"
+    stop = threading.Event()
+    th = None
+    try:
+        apply(WorkerSpec(1, cores=1, core_ids=(cores[0],)), {})
+        th = threading.Thread(target=stop.wait)
+        th.start()
+        apply(WorkerSpec(1, cores=1, core_ids=(cores[-1],)), {})
+        assert th.native_id is not None
+        assert os.sched_getaffinity(th.native_id) == {cores[-1]}
+        release()
+        assert os.sched_getaffinity(th.native_id) == set(cores) == os.sched_getaffinity(0)
+    finally:
+        release()
+        stop.set()
+        if th is not None:
+            th.join()
+
+
 def test_apply_sets_threads_and_visible_gpus() -> None:
     release()
     env: dict[str, str] = {}
