@@ -458,12 +458,20 @@ def apply(spec: WorkerSpec, environ: MutableMapping[str, str] | None = None,
         env["OMP_NUM_THREADS"] = str(spec.cores)
         done["OMP_NUM_THREADS"] = spec.cores
         # a library already loaded sized its pool from the whole node: one thread per
-        # core of this worker, as the variable says for those loaded later
-        counts = _set_blas_threads(spec.cores)
+        # core of this worker (no more than it may run on), as the variable says for
+        # those loaded later; a count the user set before the run stays theirs
+        user = [k for k in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS")
+                if os.environ.get(k) or env.get(k)]
+        if _SAVED[2].get("OMP_NUM_THREADS"):
+            user.append("OMP_NUM_THREADS")
+        n = max(1, min(spec.cores, len(affinity())))
+        counts = [] if user else _set_blas_threads(n)
         if counts:
             if not _SAVED_THREADS[1]:
                 _SAVED_THREADS[1].extend(counts)
-            done["blas_threads"] = spec.cores
+            done["blas_threads"] = n
+        elif user:
+            done["blas_threads_set_by"] = user[0]
     _DEVICE_INDEX = 0
     if spec.gpu_ids and not spec.virtual_gpu:
         ids = ",".join(map(str, spec.gpu_ids))

@@ -263,6 +263,28 @@ def test_release_after_two_applies_frees_a_thread_started_between() -> None:
             th.join()
 
 
+@pytest.mark.parametrize("env", [{"OPENBLAS_NUM_THREADS": "2"}, {"OMP_NUM_THREADS": "2"}])
+def test_a_blas_thread_count_the_user_set_stays(env: dict[str, str]) -> None:
+    """OpenBLAS read the user's count at load (the DeepDriveMD app sets 1): apply()
+    leaves it, where it sizes a pool the library chose itself."""
+    from mpiwf import binding
+
+    release()
+    cores = binding.affinity()
+    assert len(cores) >= 2, "needs two cores to show a change"
+    binding._set_blas_threads(len(cores))
+    try:
+        done = apply(WorkerSpec(1, cores=1, core_ids=(cores[0],)), dict(env))
+        assert "blas_threads" not in done
+        assert done["blas_threads_set_by"] == next(iter(env))
+        assert binding._set_blas_threads(len(cores)) == []  # untouched
+        release()
+        done = apply(WorkerSpec(1, cores=1, core_ids=(cores[0],)), {})
+        assert done.get("blas_threads", 1) == 1  # sized where the user set nothing
+    finally:
+        release()
+
+
 def test_apply_sets_threads_and_visible_gpus() -> None:
     release()
     env: dict[str, str] = {}
