@@ -172,6 +172,18 @@ ERROR_FIELDS = [("task", "<i8"), ("attempt", "<i2"), ("rank", "<i4"), ("host", "
                 ("type", "vstr"), ("message", "vstr"), ("traceback", "vstr")]
 
 
+#: the two fields of a set row that sets added later may change
+_STAGE_LEVEL = np.dtype([("stage", "<i4"), ("level", "<i4")])
+
+
+def _fields(tbl: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The fields of ``dtype`` out of the table ``tbl``, as a packed array."""
+    out = np.zeros(len(tbl), dtype=dtype)
+    for name in dtype.names or ():
+        out[name] = tbl[name]
+    return out
+
+
 def _dtype(fields: Sequence[tuple[str, str]]) -> np.dtype:
     return np.dtype([(n, _vstr() if t == "vstr" else t) for n, t in fields])
 
@@ -287,6 +299,9 @@ class TraceWriter:
         self.span = (float("inf"), float("-inf"))
         self.last_flush = time.perf_counter()
         self._nsets_written = 0
+        #: the stage and level of each set row written (sets_added rewrites only these
+        #: two fields of the rows they change for)
+        self._stage_level = np.zeros(0, dtype=_STAGE_LEVEL)
         exists = os.path.exists(path)
         if append and exists:
             try:
@@ -390,9 +405,10 @@ class TraceWriter:
         desc = workflow.describe()[:self.nsets_at_start]
         for d in desc:
             d["created"] = 0.0
-        self.g.create_dataset("sets", data=_table(desc, SET_FIELDS), maxshape=(None,),
-                              chunks=(256,))
+        tbl = _table(desc, SET_FIELDS)
+        self.g.create_dataset("sets", data=tbl, maxshape=(None,), chunks=(256,))
         self._nsets_written = len(desc)
+        self._stage_level = _fields(tbl, _STAGE_LEVEL)
         for name, edges, width in (("set_edges", workflow.set_deps, 3),
                                    ("task_edges", workflow.task_edges, 2)):
             self.g.create_dataset(name, data=np.array(edges, dtype="<i8").reshape(-1, width),
@@ -472,19 +488,30 @@ class TraceWriter:
         new = desc[self._nsets_written:]
         for d in new:
             d["created"] = created
+        old = self._nsets_written
         if new:
             ds = self.g["sets"]
             ds.resize((len(desc),))
-            ds[self._nsets_written:] = _table(new, SET_FIELDS)
-        # stages and levels of existing sets may change when sets are added
-        if self._nsets_written and new:
-            ds = self.g["sets"]
-            st = np.array([d["stage"] for d in desc], dtype="<i4")
-            lv = np.array([d["level"] for d in desc], dtype="<i4")
-            tbl = ds[:]
-            tbl["stage"] = st
-            tbl["level"] = lv
-            ds[:] = tbl
+            tbl = _table(new, SET_FIELDS)
+            ds[old:] = tbl
+            # stages and levels of existing sets may change when sets are added: those
+            # two fields alone, of the rows between the first and last that changed (a
+            # rewrite of the whole table gave every name a new heap object each time,
+            # and a run killed while sets were being added could leave the table's
+            # names pointing at heap data never written: the trace could not be read)
+            was = self._stage_level
+            now = np.zeros(old, dtype=_STAGE_LEVEL)
+            now["stage"] = [d["stage"] for d in desc[:old]]
+            now["level"] = [d["level"] for d in desc[:old]]
+            diff = np.flatnonzero(now != was)
+            if len(diff):
+                lo, hi = int(diff[0]), int(diff[-1]) + 1
+                h5 = _h5()
+                fspace = ds.id.get_space()
+                fspace.select_hyperslab((lo,), (hi - lo,))
+                ds.id.write(h5.h5s.create_simple((hi - lo,)), fspace, now[lo:hi],
+                            mtype=h5.h5t.py_create(_STAGE_LEVEL))
+            self._stage_level = np.concatenate([now, _fields(tbl, _STAGE_LEVEL)])
         self._nsets_written = len(desc)
         se = np.array(wf.set_deps, dtype="<i8").reshape(-1, 3)
         te = np.array(wf.task_edges, dtype="<i8").reshape(-1, 2)

@@ -644,3 +644,36 @@ def test_a_tasks_table_without_its_fields_beside_done_is_a_damaged_trace(
         err = capsys.readouterr().err
         assert "damaged trace" in err and "tasks table lacks field(s)" in err, err
         assert err.count("\n") == 1, err
+
+
+def test_sets_added_never_write_the_names_of_sets_written_before(tmp_path, monkeypatch) -> None:
+    """A set added at run time may change the stage and level of sets written before:
+    those two fields alone are rewritten. Rewriting whole rows gave every name a new
+    heap object each time, and a run killed while sets were being added could leave
+    names pointing at heap data never written (the trace could not be read)."""
+    wf = Workflow("grow")
+    wf.add_set("a", 2, "noop")
+    wf.add_set("b", 2, "noop")
+    tw = TraceWriter(str(tmp_path / "t.h5"), wf, uniform_workers(1, 2))
+    tw.start()
+    writes: list[Any] = []
+    orig = h5py.Dataset.__setitem__
+
+    def spy(self, key, value):  # type: ignore[no-untyped-def]
+        if self.name.endswith("/sets"):
+            writes.append(key)
+        return orig(self, key, value)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", spy)
+    wf.add_set("c", 2, "noop", after=["a"])
+    wf.add_edge(wf.sets[2].offset, wf.sets[1].offset)  # b now waits for c: deeper
+    tw.sets_added(created=1.0)
+    wf.add_set("d", 1, "noop", after=["b"])
+    tw.sets_added(created=2.0)
+    tw.close()
+    # only appends: each write starts at the rows written before it
+    assert [(k.start, k.stop) for k in writes] == [(2, None), (3, None)]
+    want = [(d["name"], d["stage"], d["level"]) for d in wf.describe()]
+    assert want[1][1:] == (2, 2)  # b's stage and level did change
+    got = [(s["name"], s["stage"], s["level"]) for s in load(tw.path).sets]
+    assert got == want
