@@ -15,6 +15,7 @@ import shlex
 from collections.abc import Sequence
 
 from .errors import SpecError
+from .resources import MAX_NODES
 from .workflow import Workflow, check_fits
 
 
@@ -104,10 +105,6 @@ JOB_ID_VAR = {"lsf": "LSB_JOBID", "slurm": "SLURM_JOB_ID", "pbs": "PBS_JOBID",
 #: How the script is submitted, by scheduler.
 SUBMIT = {"lsf": "bsub", "slurm": "sbatch", "pbs": "qsub", "flux": "flux batch"}
 
-#: The most nodes a script is rendered for (as ``mpiwf simulate --nodes``; Frontier has
-#: 9,408): a larger count is a typo, and the per-node capacity table the fit check
-#: builds for it would not end
-MAX_NODES = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)

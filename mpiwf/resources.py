@@ -13,6 +13,11 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+#: The most nodes a machine may have where a command builds one (``simulate``,
+#: ``model``, ``jobscript``; Frontier has 9,408): a larger count is a typo, and
+#: building its per-node tables would fill memory or not end.
+MAX_NODES = 1_000_000
+
 
 @dataclasses.dataclass(frozen=True)
 class WorkerSpec:

@@ -8,11 +8,11 @@ import math
 import os
 from typing import Any
 
+from ..resources import MAX_NODES
 from . import refuse_overwrite
 
-#: the largest machine simulated (Frontier, 9,408 nodes, is ~600,000 workers): a
-#: larger one is a typo, and would fill memory building its workers
-MAX_NODES = 1_000_000
+#: the most workers simulated (Frontier, 9,408 nodes, is ~600,000 workers): more is a
+#: typo, and would fill memory building them
 MAX_WORKERS = 4_000_000
 
 def add_machine_args(p: Any, required: bool) -> None:
